@@ -1,0 +1,182 @@
+//! What each client subcommand does, on top of [`crate::client::Client`].
+
+use super::{DecideArgs, RequestArgs, exit};
+use crate::app::{Application, stop_on_signal};
+use crate::client::{Client, ClientError};
+use crate::config::Settings;
+use crate::domain::{Action, ActionId, ActionRequest, Outcome, Requester, Status, rfc3339};
+use std::process::ExitCode;
+use std::time::Duration;
+
+pub async fn serve(settings: Settings) -> ExitCode {
+    let app = match Application::build(settings).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!("cannot start: {e:#}");
+            eprintln!("greenlight: cannot start: {e:#}");
+            return ExitCode::from(exit::ERROR);
+        }
+    };
+    tokio::spawn(stop_on_signal(app.shutdown_token()));
+    match app.run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("server failed: {e:#}");
+            ExitCode::from(exit::ERROR)
+        }
+    }
+}
+
+/// The exit code that tells a script what happened.
+pub fn exit_code(status: Status) -> u8 {
+    match status {
+        Status::Approved => exit::APPROVED,
+        Status::Denied => exit::DENIED,
+        Status::Expired => exit::EXPIRED,
+        Status::Cancelled => exit::CANCELLED,
+        Status::Pending => exit::PENDING,
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("greenlight: {e}");
+    ExitCode::from(exit::ERROR)
+}
+
+fn client() -> Result<Client, ClientError> {
+    Client::from_env()
+}
+
+fn parse_id(id: &str) -> Result<ActionId, String> {
+    id.parse()
+        .map_err(|_| format!("`{id}` is not an action id (act_...)"))
+}
+
+/// A line a person reads; `--json` prints the action object instead.
+fn print(action: &Action, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(action).expect("actions serialize")
+        );
+        return;
+    }
+    let mut line = format!(
+        "{} {} {} on {}",
+        action.id, action.status, action.action, action.resource
+    );
+    match &action.decision {
+        None => line.push_str(&format!(
+            " (rule {}, {} approval(s) needed, expires {})",
+            action.policy.rule,
+            action.policy.min_approvals,
+            rfc3339::format(&action.expires_at)
+        )),
+        Some(d) => {
+            if let Some(rule) = &d.by_policy {
+                line.push_str(&format!(" by policy rule {rule}"));
+            }
+            if !d.decided_by.is_empty() {
+                line.push_str(&format!(" by {}", d.decided_by.join(", ")));
+            }
+            if let Some(reason) = &d.reason {
+                line.push_str(&format!(": {reason}"));
+            }
+        }
+    }
+    println!("{line}");
+}
+
+fn finish(action: &Action, json: bool) -> ExitCode {
+    print(action, json);
+    ExitCode::from(exit_code(action.status))
+}
+
+pub async fn request(args: RequestArgs) -> ExitCode {
+    let client = match client() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let request = ActionRequest {
+        action: args.action,
+        resource: args.resource,
+        requester: Requester {
+            id: args.requester,
+            email: args.email,
+            slack_user_id: args.slack_user,
+            name: args.name,
+        },
+        reason: args.reason,
+        context: (!args.context.is_empty()).then(|| args.context.into_iter().collect()),
+        ttl_seconds: args.ttl.map(|t| t.as_secs()),
+        callback_url: args.callback_url,
+    };
+    let action = match client.request(&request).await {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    if !args.wait || !action.is_pending() {
+        if action.is_pending() {
+            print(&action, args.json);
+            return ExitCode::SUCCESS;
+        }
+        return finish(&action, args.json);
+    }
+    if !args.json {
+        print(&action, false);
+        eprintln!("waiting for a decision (up to {})...", humantime::format_duration(args.timeout));
+    }
+    wait_for(&client, &action.id, args.timeout, args.json).await
+}
+
+async fn wait_for(client: &Client, id: &ActionId, timeout: Duration, json: bool) -> ExitCode {
+    match client.wait(id, timeout).await {
+        Ok(action) => finish(&action, json),
+        Err(e) => fail(e),
+    }
+}
+
+pub async fn status(id: &str, json: bool) -> ExitCode {
+    let (client, id) = match (client(), parse_id(id)) {
+        (Ok(c), Ok(id)) => (c, id),
+        (Err(e), _) => return fail(e),
+        (_, Err(e)) => return fail(e),
+    };
+    match client.get(&id).await {
+        Ok(action) => finish(&action, json),
+        Err(e) => fail(e),
+    }
+}
+
+pub async fn wait(id: &str, timeout: Duration, json: bool) -> ExitCode {
+    let (client, id) = match (client(), parse_id(id)) {
+        (Ok(c), Ok(id)) => (c, id),
+        (Err(e), _) => return fail(e),
+        (_, Err(e)) => return fail(e),
+    };
+    wait_for(&client, &id, timeout, json).await
+}
+
+pub async fn decide(args: DecideArgs) -> ExitCode {
+    let (client, id) = match (client(), parse_id(&args.id)) {
+        (Ok(c), Ok(id)) => (c, id),
+        (Err(e), _) => return fail(e),
+        (_, Err(e)) => return fail(e),
+    };
+    let outcome = if args.approve {
+        Outcome::Approved
+    } else {
+        Outcome::Denied
+    };
+    let by = args
+        .by
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "cli".into());
+    match client
+        .decide(&id, outcome, &by, args.reason.as_deref())
+        .await
+    {
+        Ok(action) => finish(&action, args.json),
+        Err(e) => fail(e),
+    }
+}

@@ -1,0 +1,159 @@
+//! The `greenlight` command line (SPEC section 8): the server, and a client for scripts
+//! and people, whose exit codes tell the outcome.
+
+mod commands;
+
+use crate::config::Settings;
+use crate::policy::cli::PolicyCommand;
+use crate::telemetry::LogFormat;
+use clap::{Args, Parser, Subcommand};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Exit codes of SPEC section 8.
+pub mod exit {
+    pub const APPROVED: u8 = 0;
+    pub const ERROR: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const DENIED: u8 = 10;
+    pub const EXPIRED: u8 = 11;
+    pub const CANCELLED: u8 = 12;
+    pub const PENDING: u8 = 13;
+}
+
+#[derive(Parser)]
+#[command(name = "greenlight", version, about = "Just-in-time approval of dangerous actions")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        #[command(flatten)]
+        settings: Settings,
+        #[arg(long, env = "GREENLIGHT_LOG_FORMAT", value_enum, default_value = "pretty")]
+        log_format: LogFormat,
+    },
+    /// Ask for approval of an action (exit 0 approved, 10 denied, 11 expired, 12 cancelled, 13 still pending).
+    Request(RequestArgs),
+    /// Show an action.
+    Status {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Wait for an action's decision.
+    Wait {
+        id: String,
+        #[arg(long, value_parser = parse_duration, default_value = "15m")]
+        timeout: Duration,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decide an action yourself (break-glass; the client needs the admin role).
+    Decide(DecideArgs),
+    /// Lint a policy file or show which rule matches a request.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Args)]
+pub struct RequestArgs {
+    #[arg(long)]
+    action: String,
+    #[arg(long)]
+    resource: String,
+    /// The requester's id.
+    #[arg(long)]
+    requester: String,
+    #[arg(long)]
+    email: Option<String>,
+    #[arg(long)]
+    name: Option<String>,
+    /// The requester's Slack user id (so they get a DM and cannot approve themselves).
+    #[arg(long)]
+    slack_user: Option<String>,
+    #[arg(long)]
+    reason: Option<String>,
+    /// Context entry `key=value` (repeatable); values that parse as JSON are taken as such.
+    #[arg(long = "context", value_parser = parse_context)]
+    context: Vec<(String, serde_json::Value)>,
+    /// How long the request stays open (capped by the policy), e.g. `10m`.
+    #[arg(long, value_parser = parse_duration)]
+    ttl: Option<Duration>,
+    #[arg(long)]
+    callback_url: Option<String>,
+    /// Block until the action is decided (or --timeout passes).
+    #[arg(long)]
+    wait: bool,
+    #[arg(long, value_parser = parse_duration, default_value = "15m")]
+    timeout: Duration,
+    /// Print the action object as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+#[group(id = "outcome", required = true, multiple = false)]
+pub struct DecideArgs {
+    id: String,
+    #[arg(long, group = "outcome")]
+    approve: bool,
+    #[arg(long, group = "outcome")]
+    deny: bool,
+    #[arg(long)]
+    reason: Option<String>,
+    /// Who decides (recorded in the decision); defaults to $USER.
+    #[arg(long)]
+    by: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e} (use e.g. 90s, 10m, 2h)"))
+}
+
+fn parse_context(s: &str) -> Result<(String, serde_json::Value), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}`: expected key=value"))?;
+    if k.is_empty() {
+        return Err(format!("`{s}`: empty key"));
+    }
+    let value = match serde_json::from_str::<serde_json::Value>(v) {
+        Ok(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => v,
+        _ => serde_json::Value::String(v.to_owned()),
+    };
+    Ok((k.to_owned(), value))
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Policy(cmd) => cmd.run(),
+        Command::Serve {
+            settings,
+            log_format,
+        } => {
+            crate::telemetry::init(log_format);
+            runtime().block_on(commands::serve(settings))
+        }
+        Command::Request(args) => runtime().block_on(commands::request(args)),
+        Command::Status { id, json } => runtime().block_on(commands::status(&id, json)),
+        Command::Wait { id, timeout, json } => {
+            runtime().block_on(commands::wait(&id, timeout, json))
+        }
+        Command::Decide(args) => runtime().block_on(commands::decide(args)),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}

@@ -1,0 +1,107 @@
+//! Typed settings, read once from the environment (SPEC section 9) and checked at start.
+
+use secrecy::SecretString;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `greenlight serve` settings: every field can come from its environment variable or a flag.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Settings {
+    /// Address to listen on.
+    #[arg(long, env = "GREENLIGHT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Public base URL of this service (grant issuer, links).
+    #[arg(long, env = "GREENLIGHT_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Redis URL; unset runs the embedded in-memory backend (one process, nothing kept).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<SecretString>,
+    #[arg(long, env = "GREENLIGHT_REDIS_PREFIX", default_value = "greenlight")]
+    pub redis_prefix: String,
+    /// Redis Cluster seed nodes, `host:port,host:port`.
+    #[arg(long, env = "GREENLIGHT_REDIS_CLUSTER")]
+    pub redis_cluster: Option<String>,
+    /// Policy file (TOML); unset uses the built-in default policy.
+    #[arg(long, env = "GREENLIGHT_POLICY")]
+    pub policy: Option<PathBuf>,
+    #[arg(long, env = "SLACK_BOT_TOKEN", hide_env_values = true)]
+    pub slack_bot_token: Option<SecretString>,
+    #[arg(long, env = "SLACK_SIGNING_SECRET", hide_env_values = true)]
+    pub slack_signing_secret: Option<SecretString>,
+    #[arg(long, env = "SLACK_API_BASE", default_value = "https://slack.com/api")]
+    pub slack_api_base: String,
+    #[arg(long, env = "SLACK_DEFAULT_CHANNEL")]
+    pub slack_default_channel: Option<String>,
+    /// Ed25519 PKCS#8 PEM that signs grants.
+    #[arg(long, env = "GREENLIGHT_GRANT_SIGNING_KEY", hide_env_values = true)]
+    pub grant_signing_key: Option<SecretString>,
+    #[arg(long, env = "PAGERDUTY_ROUTING_KEY", hide_env_values = true)]
+    pub pagerduty_routing_key: Option<SecretString>,
+    #[arg(
+        long,
+        env = "PAGERDUTY_EVENTS_URL",
+        default_value = "https://events.pagerduty.com/v2/enqueue"
+    )]
+    pub pagerduty_events_url: String,
+    #[arg(long, env = "GREENLIGHT_NOTIFY_SECRET", hide_env_values = true)]
+    pub notify_secret: Option<SecretString>,
+    /// Longest long-poll, in seconds.
+    #[arg(long, env = "GREENLIGHT_MAX_WAIT", default_value_t = 60)]
+    pub max_wait_seconds: u64,
+    /// Audit stream length kept (approximate trimming).
+    #[arg(long, env = "GREENLIGHT_AUDIT_MAXLEN", default_value_t = 1_000_000)]
+    pub audit_maxlen: u64,
+    /// Seconds to finish in-flight work on SIGTERM.
+    #[arg(long, env = "GREENLIGHT_SHUTDOWN_TIMEOUT", default_value_t = 25)]
+    pub shutdown_timeout_seconds: u64,
+    /// Client secrets by environment variable name, for embedding (tests); the
+    /// environment is read for any name not found here.
+    #[arg(skip)]
+    pub secrets: HashMap<String, String>,
+}
+
+impl Settings {
+    /// Settings for an embedded server with nothing set: in-memory, built-in policy,
+    /// listening on an OS-chosen loopback port.
+    pub fn embedded() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            public_url: None,
+            redis_url: None,
+            redis_prefix: "greenlight".into(),
+            redis_cluster: None,
+            policy: None,
+            slack_bot_token: None,
+            slack_signing_secret: None,
+            slack_api_base: "https://slack.com/api".into(),
+            slack_default_channel: None,
+            grant_signing_key: None,
+            pagerduty_routing_key: None,
+            pagerduty_events_url: "https://events.pagerduty.com/v2/enqueue".into(),
+            notify_secret: None,
+            max_wait_seconds: 60,
+            audit_maxlen: 1_000_000,
+            shutdown_timeout_seconds: 25,
+            secrets: HashMap::new(),
+        }
+    }
+
+    pub fn max_wait(&self) -> Duration {
+        Duration::from_secs(self.max_wait_seconds.max(1))
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_seconds)
+    }
+
+    /// A client secret by the name of the variable that holds it.
+    pub fn secret(&self, env_name: &str) -> Option<String> {
+        self.secrets
+            .get(env_name)
+            .cloned()
+            .or_else(|| std::env::var(env_name).ok())
+            .filter(|s| !s.trim().is_empty())
+    }
+}

@@ -1,0 +1,340 @@
+//! The action object of SPEC section 3 and its one-way status transition.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::str::FromStr;
+
+/// `act_` followed by a ULID (26 Crockford base32 characters).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ActionId(String);
+
+impl ActionId {
+    pub fn generate() -> Self {
+        Self(format!("act_{}", ulid::Ulid::new()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("not an action id (expected `act_` followed by a ULID)")]
+pub struct InvalidActionId;
+
+impl FromStr for ActionId {
+    type Err = InvalidActionId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let ulid = s.strip_prefix("act_").ok_or(InvalidActionId)?;
+        let parsed = ulid::Ulid::from_string(ulid).map_err(|_| InvalidActionId)?;
+        // Canonical (upper-case) form, so one action has exactly one key.
+        Ok(Self(format!("act_{parsed}")))
+    }
+}
+
+impl fmt::Display for ActionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for ActionId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ActionId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+    Cancelled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Approved => "approved",
+            Status::Denied => "denied",
+            Status::Expired => "expired",
+            Status::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The terminal statuses: where `pending` may go, once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Approved,
+    Denied,
+    Expired,
+    Cancelled,
+}
+
+impl From<Outcome> for Status {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Approved => Status::Approved,
+            Outcome::Denied => Status::Denied,
+            Outcome::Expired => Status::Expired,
+            Outcome::Cancelled => Status::Cancelled,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requester {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slack_user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// The rule an action was created under, frozen into the action so a policy reload
+/// never changes what a pending action needs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PolicySnapshot {
+    pub rule: String,
+    pub min_approvals: u32,
+    pub approvers: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VoteKind {
+    Approve,
+    Deny,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Vote {
+    pub user: String,
+    pub vote: VoteKind,
+    #[serde(with = "rfc3339")]
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Grant {
+    pub token: String,
+    #[serde(with = "rfc3339")]
+    pub expires_at: DateTime<Utc>,
+    pub action: String,
+    pub resource: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub outcome: Outcome,
+    #[serde(with = "rfc3339")]
+    pub decided_at: DateTime<Utc>,
+    pub decided_by: Vec<String>,
+    pub by_policy: Option<String>,
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<Grant>,
+}
+
+/// Who or what made a decision.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DecidedBy {
+    /// An auto-decision by the named rule.
+    Policy(String),
+    /// People (Slack user ids, or the `by` of a break-glass decision).
+    People(Vec<String>),
+    /// The expiry timer.
+    Timer,
+    /// The creating client.
+    Client(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Action {
+    pub id: ActionId,
+    pub status: Status,
+    pub action: String,
+    pub resource: String,
+    pub requester: Requester,
+    pub reason: Option<String>,
+    pub context: serde_json::Map<String, serde_json::Value>,
+    pub client: String,
+    pub policy: PolicySnapshot,
+    pub votes: Vec<Vote>,
+    #[serde(with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "rfc3339")]
+    pub expires_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+    pub decision: Option<Decision>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("action is already {0}")]
+pub struct AlreadyDecided(pub Status);
+
+impl Action {
+    pub fn is_pending(&self) -> bool {
+        self.status == Status::Pending
+    }
+
+    /// Moves a pending action to its one terminal status. A decided action never changes
+    /// again: the store only accepts this change as a compare-and-set on the pending version.
+    pub fn decide(
+        &mut self,
+        outcome: Outcome,
+        by: DecidedBy,
+        reason: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<(), AlreadyDecided> {
+        if !self.is_pending() {
+            return Err(AlreadyDecided(self.status));
+        }
+        let (decided_by, by_policy) = match by {
+            DecidedBy::Policy(rule) => (Vec::new(), Some(rule)),
+            DecidedBy::People(people) => (people, None),
+            DecidedBy::Timer => (Vec::new(), None),
+            DecidedBy::Client(client) => (vec![client], None),
+        };
+        self.status = outcome.into();
+        self.decision = Some(Decision {
+            outcome,
+            decided_at: now,
+            decided_by,
+            by_policy,
+            reason,
+            grant: None,
+        });
+        Ok(())
+    }
+}
+
+/// RFC 3339 UTC with second precision and a `Z`, as the SPEC shows.
+pub mod rfc3339 {
+    use super::*;
+
+    pub fn format(t: &DateTime<Utc>) -> String {
+        t.to_rfc3339_opts(SecondsFormat::Secs, true)
+    }
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending() -> Action {
+        let now = Utc::now();
+        Action {
+            id: ActionId::generate(),
+            status: Status::Pending,
+            action: "db.drop_table".into(),
+            resource: "postgres://prod/users".into(),
+            requester: Requester {
+                id: "u-1".into(),
+                email: None,
+                slack_user_id: None,
+                name: None,
+            },
+            reason: None,
+            context: Default::default(),
+            client: "payments-api".into(),
+            policy: PolicySnapshot {
+                rule: "default".into(),
+                min_approvals: 1,
+                approvers: vec![],
+            },
+            votes: vec![],
+            created_at: now,
+            expires_at: now,
+            callback_url: None,
+            decision: None,
+        }
+    }
+
+    #[test]
+    fn ids_are_act_plus_ulid_and_round_trip() {
+        let id = ActionId::generate();
+        assert!(id.as_str().starts_with("act_"));
+        assert_eq!(id.as_str().len(), 30);
+        assert_eq!(id.as_str().parse::<ActionId>().unwrap(), id);
+        assert!("act_nope".parse::<ActionId>().is_err());
+        assert!("01JD8Y3M6QW9T3V7K2X5N4B1C0".parse::<ActionId>().is_err());
+        let lower = id.as_str().to_lowercase().replacen("act_", "act_", 1);
+        assert_eq!(lower.parse::<ActionId>().unwrap(), id);
+    }
+
+    #[test]
+    fn pending_leaves_exactly_once() {
+        let mut a = pending();
+        let now = Utc::now();
+        a.decide(
+            Outcome::Denied,
+            DecidedBy::People(vec!["U1".into()]),
+            Some("no".into()),
+            now,
+        )
+        .unwrap();
+        assert_eq!(a.status, Status::Denied);
+        let err = a
+            .decide(Outcome::Approved, DecidedBy::Timer, None, now)
+            .unwrap_err();
+        assert_eq!(err, AlreadyDecided(Status::Denied));
+        assert_eq!(a.status, Status::Denied);
+        assert_eq!(a.decision.as_ref().unwrap().reason.as_deref(), Some("no"));
+    }
+
+    #[test]
+    fn serializes_like_the_spec() {
+        let mut a = pending();
+        a.decide(
+            Outcome::Approved,
+            DecidedBy::Policy("auto".into()),
+            None,
+            a.created_at,
+        )
+        .unwrap();
+        let v = serde_json::to_value(&a).unwrap();
+        assert_eq!(v["status"], "approved");
+        assert_eq!(v["decision"]["outcome"], "approved");
+        assert_eq!(v["decision"]["by_policy"], "auto");
+        assert!(v["decision"]["reason"].is_null());
+        assert!(v["created_at"].as_str().unwrap().ends_with('Z'));
+        let back: Action = serde_json::from_value(v).unwrap();
+        assert_eq!(back.status, Status::Approved);
+    }
+}

@@ -1,0 +1,11 @@
+//! Pure domain types: actions, statuses, votes, decisions and validated requests.
+//! Nothing here knows about HTTP or Redis.
+
+mod action;
+mod request;
+
+pub use action::{
+    Action, ActionId, AlreadyDecided, DecidedBy, Decision, Grant, InvalidActionId, Outcome,
+    PolicySnapshot, Requester, Status, Vote, VoteKind, rfc3339,
+};
+pub use request::{ActionRequest, Invalid, ValidRequest, is_action_name};

@@ -1,0 +1,92 @@
+//! The one HTTP error type: `{"error": {"code", "message"}}` with the SPEC's statuses.
+
+use crate::service::ServiceError;
+use crate::store::StoreError;
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400 `invalid_request`
+    #[error("{0}")]
+    Invalid(String),
+    /// 401 `unauthorized`
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// 403 `forbidden`
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404 `not_found`
+    #[error("{0}")]
+    NotFound(String),
+    /// 409 `conflict`
+    #[error("{0}")]
+    Conflict(String),
+    /// 413 `payload_too_large`
+    #[error("request body is larger than 64 KiB")]
+    PayloadTooLarge,
+    /// 415 `unsupported_media_type`
+    #[error("request body must be application/json")]
+    UnsupportedMediaType,
+    /// 503 `unavailable`: the store cannot be reached; nothing was changed or approved.
+    #[error("the service cannot reach its store; nothing was changed, try again")]
+    Unavailable,
+    /// 500 `internal`: logged with its cause, answered with nothing of it.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Invalid(m) => ApiError::Invalid(m),
+            ServiceError::Forbidden(m) => ApiError::Forbidden(m),
+            ServiceError::NotFound => ApiError::NotFound("no such action".into()),
+            ServiceError::Conflict(m) => ApiError::Conflict(m),
+            ServiceError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(%cause, "store unavailable; failing closed");
+                ApiError::Unavailable
+            }
+            StoreError::Corrupt(_) => ApiError::Internal(e.into()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(error = ?cause, "internal error");
+        }
+        let body = json!({"error": {"code": code, "message": self.to_string()}});
+        (status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,46 @@
+//! The HTTP surface: one router per concern, merged here, sharing one [`AppState`].
+
+mod actions;
+pub mod error;
+mod health;
+pub mod signed;
+
+use crate::service::Service;
+use axum::Router;
+use axum::extract::MatchedPath;
+use axum::http::Request;
+use error::ApiError;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use tower_http::trace::TraceLayer;
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Arc<Service>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(actions::router())
+        .merge(health::router())
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError::Invalid("method not allowed on this route".into())
+        })
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                let route = req
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map_or("unmatched", MatchedPath::as_str);
+                tracing::info_span!("http", method = %req.method(), route)
+            }),
+        )
+        .with_state(state)
+}
+
+/// A JSON body already authenticated as raw bytes; unknown fields are rejected by the types.
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::Invalid(format!("request body: {e}")))
+}

@@ -1,0 +1,18 @@
+//! Greenlight: just-in-time approval of dangerous actions.
+//!
+//! A client signs a pending-action request; the policy decides at once or asks people;
+//! the decision is stored once, published on Redis and handed to whoever waits.
+
+pub mod app;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod policy;
+pub mod service;
+pub mod signing;
+pub mod store;
+pub mod telemetry;
+pub mod waiters;
+pub mod workers;

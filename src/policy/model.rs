@@ -1,0 +1,227 @@
+//! The validated policy: plain types the rest of the service reads, built only by `parse.rs`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use wildmatch::WildMatch;
+
+/// A parsed and validated policy file (SPEC section 6).
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub defaults: Defaults,
+    pub clients: Vec<ClientSpec>,
+    pub oncall: Vec<Oncall>,
+    pub rules: Vec<Rule>,
+}
+
+/// The `[defaults]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Defaults {
+    pub channel: Option<String>,
+    pub ttl: Duration,
+    pub grant_ttl: Duration,
+    pub on_no_match: NoMatch,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            channel: None,
+            ttl: Duration::from_secs(15 * 60),
+            grant_ttl: Duration::from_secs(15 * 60),
+            on_no_match: NoMatch::Require,
+        }
+    }
+}
+
+/// What happens to a request no rule matches. There is deliberately no `Approve`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoMatch {
+    Require,
+    Deny,
+}
+
+impl From<NoMatch> for RuleDecision {
+    fn from(n: NoMatch) -> Self {
+        match n {
+            NoMatch::Require => RuleDecision::Require,
+            NoMatch::Deny => RuleDecision::Deny,
+        }
+    }
+}
+
+/// A `[[client]]`: an API allowed to submit actions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSpec {
+    pub id: String,
+    /// Name of the environment variable holding the secret, never the secret itself.
+    pub secret_env: String,
+    pub roles: Vec<Role>,
+    pub callback_hosts: Vec<String>,
+    pub allow_insecure_callbacks: bool,
+}
+
+impl ClientSpec {
+    pub fn has_role(&self, r: Role) -> bool {
+        self.roles.contains(&r)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Requester,
+    Admin,
+    Auditor,
+}
+
+/// An `[[oncall]]` rotation: `rotation[i]` is on call during the i-th `shift` after `start`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Oncall {
+    pub name: String,
+    pub rotation: Vec<String>,
+    pub shift: Duration,
+    pub start: DateTime<Utc>,
+}
+
+impl Oncall {
+    /// Who is on call at `t`; times before `start` count backwards through the rotation.
+    pub fn on_call_at(&self, t: DateTime<Utc>) -> &str {
+        let delta = t - self.start;
+        // Whole nanoseconds in i128: no overflow for any chrono date, and div_euclid rounds
+        // towards negative infinity so the shift just before `start` is the last person.
+        let elapsed =
+            i128::from(delta.num_seconds()) * 1_000_000_000 + i128::from(delta.subsec_nanos());
+        let shift = (self.shift.as_nanos() as i128).max(1);
+        let len = self.rotation.len().max(1) as i128;
+        let idx = elapsed.div_euclid(shift).rem_euclid(len) as usize;
+        self.rotation.get(idx).map_or("", String::as_str)
+    }
+}
+
+/// A `[[rule]]`, in file order; the first one whose `matcher` accepts a request decides.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub matcher: RuleMatch,
+    pub decision: RuleDecision,
+    /// Slack user ids, `@handle` / `S…` user groups, or emails. Empty means any Slack user.
+    pub approvers: Vec<String>,
+    pub min_approvals: u32,
+    pub channel: Option<String>,
+    pub ttl: Option<Duration>,
+    pub grant_ttl: Option<Duration>,
+    pub deny_reason_required: bool,
+    pub reason_required: bool,
+    pub allow_self_approval: bool,
+    pub remind_every: Option<Duration>,
+    pub severity: Severity,
+    pub escalate: Vec<EscalationStage>,
+    /// 1-based line of the `[[rule]]` header, for messages.
+    pub line: usize,
+}
+
+/// The `match` table of a rule. Every absent criterion matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct RuleMatch {
+    pub action: Option<Glob>,
+    pub resource: Option<Glob>,
+    /// The request's client id must be one of these.
+    pub client: Option<Vec<String>>,
+    /// Each key must be present in the request context with an equal value.
+    pub context: BTreeMap<String, serde_json::Value>,
+}
+
+/// A compiled glob: `*` is any run of characters (including `/` and `.`), `?` is one character.
+#[derive(Debug, Clone)]
+pub struct Glob {
+    pattern: String,
+    compiled: WildMatch,
+}
+
+impl Glob {
+    pub fn new(pattern: &str) -> Self {
+        Glob {
+            pattern: pattern.to_owned(),
+            compiled: WildMatch::new(pattern),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.pattern
+    }
+
+    pub fn matches(&self, s: &str) -> bool {
+        self.compiled.matches(s)
+    }
+}
+
+impl fmt::Display for Glob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.pattern)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleDecision {
+    Approve,
+    Deny,
+    Require,
+}
+
+impl fmt::Display for RuleDecision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RuleDecision::Approve => "approve",
+            RuleDecision::Deny => "deny",
+            RuleDecision::Require => "require",
+        })
+    }
+}
+
+/// PagerDuty Events v2 severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    #[default]
+    Critical,
+    Error,
+    Warning,
+    Info,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Critical => "critical",
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        })
+    }
+}
+
+/// One `escalate` entry: fires `after` the request was created if it is still pending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EscalationStage {
+    pub after: Duration,
+    /// Slack users/groups, or `oncall:NAME` for whoever is on call in that rotation.
+    pub notify: Vec<String>,
+    pub pagerduty: bool,
+    /// An https URL (checked at load).
+    pub webhook: Option<String>,
+}
+
+/// The parts of a request the policy looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct MatchInput<'a> {
+    pub action: &'a str,
+    pub resource: &'a str,
+    pub client: &'a str,
+    pub context: &'a serde_json::Map<String, serde_json::Value>,
+}

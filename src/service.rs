@@ -1,0 +1,375 @@
+//! What Greenlight does, independent of how it is asked: create an action under the
+//! policy, read it, wait for it, and move it out of `pending` exactly once.
+//! HTTP handlers, Slack callbacks and timers all come through here.
+
+use crate::domain::{
+    Action, ActionId, ActionRequest, AlreadyDecided, DecidedBy, Outcome, PolicySnapshot, Status,
+};
+use crate::policy::{ClientSpec, MatchInput, Policy, Role, RuleDecision};
+use crate::signing::Secret;
+use crate::store::{Created, NewAction, Store, StoreError, Timer};
+use crate::waiters::Waiters;
+use bytes::Bytes;
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// A client as the server knows it: its policy entry and its secrets (several during a
+/// rotation: the variable may hold space-separated `whsec_` values).
+#[derive(Debug)]
+pub struct Client {
+    pub spec: ClientSpec,
+    pub secrets: Vec<Secret>,
+}
+
+impl Client {
+    pub fn id(&self) -> &str {
+        &self.spec.id
+    }
+
+    fn can_read_all(&self) -> bool {
+        self.spec.has_role(Role::Admin) || self.spec.has_role(Role::Auditor)
+    }
+}
+
+/// The policy with the clients resolved from it, swapped whole on reload.
+pub struct Loaded {
+    pub policy: Policy,
+    pub clients: HashMap<String, Arc<Client>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("no such action")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+/// An action as an answer: parsed, or the exact JSON that was published.
+pub enum ActionBody {
+    Parsed(Action),
+    Published(Bytes),
+}
+
+pub enum CreateOutcome {
+    Created(Action),
+    /// The same client repeated a `webhook-id` with the same body.
+    Repeated(Action),
+}
+
+pub struct Service {
+    store: Arc<dyn Store>,
+    waiters: Arc<Waiters>,
+    loaded: RwLock<Arc<Loaded>>,
+    /// Wakes the scheduler when a nearer deadline may exist.
+    pub timers_changed: Notify,
+    max_wait: Duration,
+    shutdown: CancellationToken,
+}
+
+/// How many times a compare-and-set is retried against concurrent writers before giving up.
+const CAS_ATTEMPTS: usize = 32;
+
+impl Service {
+    pub fn new(
+        store: Arc<dyn Store>,
+        waiters: Arc<Waiters>,
+        loaded: Loaded,
+        max_wait: Duration,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            store,
+            waiters,
+            loaded: RwLock::new(Arc::new(loaded)),
+            timers_changed: Notify::new(),
+            max_wait,
+            shutdown,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn loaded(&self) -> Arc<Loaded> {
+        self.loaded.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn client(&self, id: &str) -> Option<Arc<Client>> {
+        self.loaded().clients.get(id).cloned()
+    }
+
+    pub fn max_wait(&self) -> Duration {
+        self.max_wait
+    }
+
+    /// `POST /v1/actions`: validates, applies the policy and stores the action once per
+    /// (client, `webhook-id`).
+    pub async fn create(
+        &self,
+        client: &Client,
+        request_id: &str,
+        body: &[u8],
+    ) -> ServiceResult<CreateOutcome> {
+        let request: ActionRequest = serde_json::from_slice(body)
+            .map_err(|e| ServiceError::Invalid(format!("request body: {e}")))?;
+        let request = request
+            .validate(&client.spec)
+            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+
+        let loaded = self.loaded();
+        let eval = loaded.policy.evaluate(&MatchInput {
+            action: &request.action,
+            resource: &request.resource,
+            client: client.id(),
+            context: &request.context,
+        });
+        if eval.reason_required && request.reason.is_none() {
+            return Err(ServiceError::Invalid(format!(
+                "reason: required by rule `{}`",
+                eval.rule_name
+            )));
+        }
+        let now = Utc::now();
+        let ttl = request.ttl.map_or(eval.max_ttl, |t| t.min(eval.max_ttl));
+        let mut action = Action {
+            id: ActionId::generate(),
+            status: Status::Pending,
+            action: request.action,
+            resource: request.resource,
+            requester: request.requester,
+            reason: request.reason,
+            context: request.context,
+            client: client.id().to_owned(),
+            policy: PolicySnapshot {
+                rule: eval.rule_name.clone(),
+                min_approvals: eval.min_approvals,
+                approvers: eval.approvers.clone(),
+            },
+            votes: Vec::new(),
+            created_at: now,
+            expires_at: now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX),
+            callback_url: request.callback_url.map(String::from),
+            decision: None,
+        };
+        let auto = match eval.decision {
+            RuleDecision::Approve => Some(Outcome::Approved),
+            RuleDecision::Deny => Some(Outcome::Denied),
+            RuleDecision::Require => None,
+        };
+        if let Some(outcome) = auto {
+            action
+                .decide(outcome, DecidedBy::Policy(eval.rule_name.clone()), None, now)
+                .expect("a new action is pending");
+        }
+        let timers = if action.is_pending() {
+            vec![Timer::expire(&action)]
+        } else {
+            Vec::new()
+        };
+        let json = serde_json::to_string(&action).expect("actions serialize");
+        let body_hash = hex::encode(Sha256::digest(body));
+        let created = self
+            .store
+            .create(NewAction {
+                client: client.id(),
+                idempotency_key: request_id,
+                body_hash: &body_hash,
+                action: &action,
+                json: &json,
+                timers: &timers,
+            })
+            .await?;
+        match created {
+            Created::New => {
+                if action.is_pending() {
+                    self.timers_changed.notify_one();
+                }
+                tracing::info!(action_id = %action.id, client = client.id(), rule = %action.policy.rule,
+                    status = %action.status, "action requested");
+                Ok(CreateOutcome::Created(action))
+            }
+            Created::Existing {
+                body_hash: stored,
+                action_id,
+            } => {
+                if stored != body_hash {
+                    return Err(ServiceError::Conflict(
+                        "this webhook-id was already used with a different body".into(),
+                    ));
+                }
+                let action = self.read(&action_id).await?;
+                Ok(CreateOutcome::Repeated(action))
+            }
+        }
+    }
+
+    /// Reads an action, expiring it first if its deadline has passed (so nobody sees a
+    /// pending action past `expires_at`, even before the timer runs).
+    async fn read(&self, id: &ActionId) -> ServiceResult<Action> {
+        let v = self.store.load(id).await?.ok_or(ServiceError::NotFound)?;
+        if v.action.is_pending() && Utc::now() >= v.action.expires_at {
+            return self.expire(id).await;
+        }
+        Ok(v.action)
+    }
+
+    fn authorize_read(client: &Client, action: &Action) -> ServiceResult<()> {
+        // Another client's action answers like a missing one: ids are not disclosed.
+        if action.client == client.id() || client.can_read_all() {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound)
+        }
+    }
+
+    pub async fn get(&self, client: &Client, id: &ActionId) -> ServiceResult<Action> {
+        let action = self.read(id).await?;
+        Self::authorize_read(client, &action)?;
+        Ok(action)
+    }
+
+    /// Long-poll: registers the waiter first, then reads, so a decision in between is
+    /// never missed. Answers at the decision, at `timeout`, or at shutdown.
+    pub async fn wait(
+        &self,
+        client: &Client,
+        id: &ActionId,
+        timeout: Duration,
+    ) -> ServiceResult<ActionBody> {
+        let mut waiter = self.waiters.register(id.as_str());
+        let action = self.get(client, id).await?;
+        if !action.is_pending() {
+            return Ok(ActionBody::Parsed(action));
+        }
+        let timeout = timeout.min(self.max_wait);
+        tokio::select! {
+            published = &mut waiter.receiver => match published {
+                Ok(json) => Ok(ActionBody::Published(json)),
+                Err(_) => Ok(ActionBody::Parsed(self.get(client, id).await?)),
+            },
+            _ = tokio::time::sleep(timeout) => Ok(ActionBody::Parsed(self.get(client, id).await?)),
+            // On shutdown, answer with the current state so the caller retries elsewhere.
+            _ = self.shutdown.cancelled() => Ok(ActionBody::Parsed(action)),
+        }
+    }
+
+    /// The creating client withdraws its pending action.
+    pub async fn cancel(
+        &self,
+        client: &Client,
+        id: &ActionId,
+        reason: Option<String>,
+    ) -> ServiceResult<Action> {
+        let action = self.get(client, id).await?;
+        if action.client != client.id() {
+            return Err(ServiceError::Forbidden(
+                "only the client that created an action may cancel it".into(),
+            ));
+        }
+        let by = client.id().to_owned();
+        self.transition(id, |a| {
+            a.decide(
+                Outcome::Cancelled,
+                DecidedBy::Client(by.clone()),
+                reason.clone(),
+                Utc::now(),
+            )
+        })
+        .await
+    }
+
+    /// Break-glass decision by an admin client (`POST /v1/actions/{id}/decision`).
+    pub async fn decide(
+        &self,
+        client: &Client,
+        id: &ActionId,
+        outcome: Outcome,
+        by: &str,
+        reason: Option<String>,
+    ) -> ServiceResult<Action> {
+        if !client.spec.has_role(Role::Admin) {
+            return Err(ServiceError::Forbidden(
+                "deciding an action needs the admin role".into(),
+            ));
+        }
+        if !matches!(outcome, Outcome::Approved | Outcome::Denied) {
+            return Err(ServiceError::Invalid(
+                "outcome: must be `approved` or `denied`".into(),
+            ));
+        }
+        self.read(id).await?;
+        let action = self
+            .transition(id, |a| {
+                a.decide(
+                    outcome,
+                    DecidedBy::People(vec![by.to_owned()]),
+                    reason.clone(),
+                    Utc::now(),
+                )
+            })
+            .await?;
+        tracing::warn!(action_id = %id, client = client.id(), by, outcome = %action.status,
+            "break-glass decision");
+        Ok(action)
+    }
+
+    /// The expiry timer (or a late read) ends a pending action.
+    pub async fn expire(&self, id: &ActionId) -> ServiceResult<Action> {
+        match self
+            .transition(id, |a| {
+                a.decide(Outcome::Expired, DecidedBy::Timer, None, Utc::now())
+            })
+            .await
+        {
+            Ok(a) => {
+                tracing::info!(action_id = %id, "action expired");
+                Ok(a)
+            }
+            // Decided meanwhile: that decision stands; answer with it.
+            Err(ServiceError::Conflict(_)) => self
+                .store
+                .load(id)
+                .await?
+                .map(|v| v.action)
+                .ok_or(ServiceError::NotFound),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Applies `change` to the pending action as a compare-and-set, retrying against
+    /// concurrent writers. Exactly one caller moves it out of `pending`; the rest get
+    /// `Conflict` naming the status it already has.
+    async fn transition(
+        &self,
+        id: &ActionId,
+        mut change: impl FnMut(&mut Action) -> Result<(), AlreadyDecided>,
+    ) -> ServiceResult<Action> {
+        for _ in 0..CAS_ATTEMPTS {
+            let v = self.store.load(id).await?.ok_or(ServiceError::NotFound)?;
+            let mut action = v.action;
+            change(&mut action).map_err(|e| ServiceError::Conflict(e.to_string()))?;
+            let json = serde_json::to_string(&action).expect("actions serialize");
+            if self.store.replace(v.rev, &action, &json).await? {
+                return Ok(action);
+            }
+        }
+        Err(ServiceError::Conflict(
+            "the action kept changing; try again".into(),
+        ))
+    }
+}

@@ -1,0 +1,238 @@
+//! The embedded backend: everything in one process's memory, lost on exit. It keeps the
+//! Redis backend's contract (JSON at rest, revisions, publish-on-decide, leased timers) so
+//! every behaviour test runs the same on both.
+
+use super::{
+    Created, DECIDED_RETENTION, NewAction, Store, StoreError, StoreResult, Timer, Versioned,
+};
+use crate::domain::{Action, ActionId};
+use crate::waiters::Waiters;
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+struct Record {
+    rev: u64,
+    json: Bytes,
+    /// When a decided action is forgotten.
+    forget_at: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Inner {
+    actions: HashMap<String, Record>,
+    /// (client, request id) -> (value, expires)
+    idempotency: HashMap<(String, String), (String, Instant)>,
+    seen: HashMap<(String, String), Instant>,
+    /// (due ms, member) ordered, plus member -> due ms.
+    timers: BTreeSet<(i64, String)>,
+    timer_due: HashMap<String, i64>,
+    inserts: u64,
+}
+
+impl Inner {
+    fn set_timer(&mut self, member: String, due_ms: i64) {
+        if let Some(old) = self.timer_due.insert(member.clone(), due_ms) {
+            self.timers.remove(&(old, member.clone()));
+        }
+        self.timers.insert((due_ms, member));
+    }
+
+    /// Drops expired keys now and then, so memory stays bounded without a sweeper task.
+    fn sweep(&mut self, now: Instant) {
+        self.inserts += 1;
+        if self.inserts % 1024 != 0 {
+            return;
+        }
+        self.idempotency.retain(|_, (_, exp)| *exp > now);
+        self.seen.retain(|_, exp| *exp > now);
+        self.actions
+            .retain(|_, r| r.forget_at.is_none_or(|t| t > now));
+    }
+}
+
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+    waiters: Arc<Waiters>,
+}
+
+impl MemoryStore {
+    pub fn new(waiters: Arc<Waiters>) -> Self {
+        Self {
+            inner: Mutex::default(),
+            waiters,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn ping(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    async fn remember_request(
+        &self,
+        client: &str,
+        request_id: &str,
+        ttl: Duration,
+    ) -> StoreResult<bool> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.sweep(now);
+        let key = (client.to_owned(), request_id.to_owned());
+        match inner.seen.get(&key) {
+            Some(exp) if *exp > now => Ok(false),
+            _ => {
+                inner.seen.insert(key, now + ttl);
+                Ok(true)
+            }
+        }
+    }
+
+    async fn create(&self, new: NewAction<'_>) -> StoreResult<Created> {
+        let now = Instant::now();
+        let json = Bytes::copy_from_slice(new.json.as_bytes());
+        {
+            let mut inner = self.lock();
+            inner.sweep(now);
+            let key = (new.client.to_owned(), new.idempotency_key.to_owned());
+            if let Some((value, exp)) = inner.idempotency.get(&key)
+                && *exp > now
+            {
+                return parse_existing(value);
+            }
+            let value = format!("{} {}", new.body_hash, new.action.id);
+            inner
+                .idempotency
+                .insert(key, (value, now + super::IDEMPOTENCY_TTL));
+            let decided = !new.action.is_pending();
+            inner.actions.insert(
+                new.action.id.to_string(),
+                Record {
+                    rev: 1,
+                    json: json.clone(),
+                    forget_at: decided.then(|| now + DECIDED_RETENTION),
+                },
+            );
+            if !decided {
+                for t in new.timers {
+                    inner.set_timer(t.member(), t.due_ms());
+                }
+            }
+        }
+        if !new.action.is_pending() {
+            // Published outside the lock: delivery wakes other tasks.
+            self.waiters.deliver(json);
+        }
+        Ok(Created::New)
+    }
+
+    async fn load(&self, id: &ActionId) -> StoreResult<Option<Versioned>> {
+        let record = {
+            let inner = self.lock();
+            inner
+                .actions
+                .get(id.as_str())
+                .map(|r| (r.rev, r.json.clone()))
+        };
+        record
+            .map(|(rev, json)| {
+                let action: Action = serde_json::from_slice(&json)
+                    .map_err(|e| StoreError::Corrupt(format!("action {id}: {e}")))?;
+                Ok(Versioned { action, rev })
+            })
+            .transpose()
+    }
+
+    async fn replace(&self, expected_rev: u64, action: &Action, json: &str) -> StoreResult<bool> {
+        let json = Bytes::copy_from_slice(json.as_bytes());
+        let decided = !action.is_pending();
+        {
+            let mut inner = self.lock();
+            let Some(record) = inner.actions.get_mut(action.id.as_str()) else {
+                return Ok(false);
+            };
+            if record.rev != expected_rev || record.forget_at.is_some() {
+                return Ok(false);
+            }
+            record.rev += 1;
+            record.json = json.clone();
+            if decided {
+                record.forget_at = Some(Instant::now() + DECIDED_RETENTION);
+            }
+        }
+        if decided {
+            self.waiters.deliver(json);
+        }
+        Ok(true)
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> StoreResult<Vec<Timer>> {
+        let now_ms = now.timestamp_millis();
+        let lease_until = now_ms + lease.as_millis() as i64;
+        let mut inner = self.lock();
+        let due: Vec<(i64, String)> = inner
+            .timers
+            .iter()
+            .take_while(|(ms, _)| *ms <= now_ms)
+            .take(limit)
+            .cloned()
+            .collect();
+        let mut claimed = Vec::with_capacity(due.len());
+        for (ms, member) in due {
+            inner.set_timer(member.clone(), lease_until);
+            match Timer::parse(&member, ms) {
+                Some(t) => claimed.push(t),
+                None => {
+                    tracing::warn!(member, "dropping a timer of an unknown kind");
+                    inner.timers.remove(&(lease_until, member.clone()));
+                    inner.timer_due.remove(&member);
+                }
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn finish(&self, timer: &Timer) -> StoreResult<()> {
+        let mut inner = self.lock();
+        let member = timer.member();
+        if let Some(ms) = inner.timer_due.remove(&member) {
+            inner.timers.remove(&(ms, member));
+        }
+        Ok(())
+    }
+
+    async fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        let inner = self.lock();
+        Ok(inner
+            .timers
+            .first()
+            .and_then(|(ms, _)| DateTime::from_timestamp_millis(*ms)))
+    }
+}
+
+/// Reads an idempotency record: `"{body sha256} {action id}"`.
+pub(super) fn parse_existing(value: &str) -> StoreResult<Created> {
+    let (hash, id) = value
+        .split_once(' ')
+        .ok_or_else(|| StoreError::Corrupt("idempotency record".into()))?;
+    Ok(Created::Existing {
+        body_hash: hash.to_owned(),
+        action_id: id
+            .parse()
+            .map_err(|_| StoreError::Corrupt("idempotency record".into()))?,
+    })
+}

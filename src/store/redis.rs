@@ -1,0 +1,348 @@
+//! The Redis backend: one multiplexed connection for commands and one pub/sub connection
+//! per process, whose single task fans decisions out to local waiters.
+//!
+//! Keys (prefix `GREENLIGHT_REDIS_PREFIX`, default `greenlight`), documented in docs/redis.md:
+//! - `{p}:action:{id}`: hash `rev`, `status`, `json` (the action object)
+//! - `{p}:idem:{client}:{webhook-id}`: `"{body sha256} {action id}"`, 24 h
+//! - `{p}:seen:{client}:{webhook-id}`: replay guard, 10 min
+//! - `{p}:pending`: set of pending action ids
+//! - `{p}:timers`: sorted set, member `{kind}:{action id}`, score due unix ms
+//! - channel `{p}:decision:{id}`: the action JSON, once, when it leaves `pending`
+
+use super::{
+    Created, DECIDED_RETENTION, IDEMPOTENCY_TTL, NewAction, Store, StoreError, StoreResult,
+    Timer, Versioned, memory::parse_existing,
+};
+use crate::domain::{Action, ActionId};
+use crate::waiters::Waiters;
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Script, cmd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const CREATE: &str = include_str!("scripts/create.lua");
+const REPLACE: &str = include_str!("scripts/replace.lua");
+const CLAIM: &str = include_str!("scripts/claim.lua");
+
+#[derive(Clone, Debug)]
+pub struct RedisStoreConfig {
+    pub url: String,
+    pub prefix: String,
+}
+
+pub struct RedisStore {
+    conn: ConnectionManager,
+    keys: Keys,
+    create: Script,
+    replace: Script,
+    claim: Script,
+    subscribed: Arc<AtomicBool>,
+}
+
+#[derive(Clone)]
+struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    fn action(&self, id: &str) -> String {
+        format!("{}:action:{id}", self.prefix)
+    }
+    fn channel(&self, id: &str) -> String {
+        format!("{}:decision:{id}", self.prefix)
+    }
+    fn channel_pattern(&self) -> String {
+        format!("{}:decision:*", self.prefix)
+    }
+    fn idempotency(&self, client: &str, request: &str) -> String {
+        format!("{}:idem:{client}:{request}", self.prefix)
+    }
+    fn seen(&self, client: &str, request: &str) -> String {
+        format!("{}:seen:{client}:{request}", self.prefix)
+    }
+    fn pending(&self) -> String {
+        format!("{}:pending", self.prefix)
+    }
+    fn timers(&self) -> String {
+        format!("{}:timers", self.prefix)
+    }
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl RedisStore {
+    /// Builds the store without waiting for Redis: commands fail (and callers fail closed)
+    /// until it answers. Spawns the subscriber task, which stops on `shutdown`.
+    pub fn start(
+        config: &RedisStoreConfig,
+        waiters: Arc<Waiters>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Arc<Self>> {
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|e| anyhow::anyhow!("REDIS_URL is not a valid Redis URL: {e}"))?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = client.get_connection_manager_lazy(manager_config)?;
+        let store = Arc::new(Self {
+            conn,
+            keys: Keys {
+                prefix: config.prefix.clone(),
+            },
+            create: Script::new(CREATE),
+            replace: Script::new(REPLACE),
+            claim: Script::new(CLAIM),
+            subscribed: Arc::default(),
+        });
+        tokio::spawn(subscriber(client, store.clone(), waiters, shutdown));
+        Ok(store)
+    }
+
+    /// Whether the pub/sub connection is subscribed right now.
+    pub fn is_subscribed(&self) -> bool {
+        self.subscribed.load(Ordering::Relaxed)
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn ping(&self) -> StoreResult<()> {
+        let mut conn = self.conn.clone();
+        let _: String = cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn remember_request(
+        &self,
+        client: &str,
+        request_id: &str,
+        ttl: Duration,
+    ) -> StoreResult<bool> {
+        let mut conn = self.conn.clone();
+        let set: Option<String> = cmd("SET")
+            .arg(self.keys.seen(client, request_id))
+            .arg(1)
+            .arg("NX")
+            .arg("EX")
+            .arg(ttl.as_secs().max(1))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(set.is_some())
+    }
+
+    async fn create(&self, new: NewAction<'_>) -> StoreResult<Created> {
+        let id = new.action.id.as_str();
+        let mut inv = self.create.prepare_invoke();
+        inv.key(self.keys.idempotency(new.client, new.idempotency_key))
+            .key(self.keys.action(id))
+            .key(self.keys.pending())
+            .key(self.keys.timers())
+            .arg(format!("{} {id}", new.body_hash))
+            .arg(IDEMPOTENCY_TTL.as_secs())
+            .arg(id)
+            .arg(new.action.status.as_str())
+            .arg(new.json)
+            .arg(self.keys.channel(id))
+            .arg(DECIDED_RETENTION.as_secs());
+        for t in new.timers {
+            inv.arg(t.due_ms()).arg(t.member());
+        }
+        let mut conn = self.conn.clone();
+        let existing: Option<String> = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
+        match existing {
+            None => Ok(Created::New),
+            Some(v) => parse_existing(&v),
+        }
+    }
+
+    async fn load(&self, id: &ActionId) -> StoreResult<Option<Versioned>> {
+        let mut conn = self.conn.clone();
+        let (rev, json): (Option<u64>, Option<String>) = cmd("HMGET")
+            .arg(self.keys.action(id.as_str()))
+            .arg("rev")
+            .arg("json")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let (Some(rev), Some(json)) = (rev, json) else {
+            return Ok(None);
+        };
+        let action = serde_json::from_str(&json)
+            .map_err(|e| StoreError::Corrupt(format!("action {id}: {e}")))?;
+        Ok(Some(Versioned { action, rev }))
+    }
+
+    async fn replace(&self, expected_rev: u64, action: &Action, json: &str) -> StoreResult<bool> {
+        let id = action.id.as_str();
+        let mut conn = self.conn.clone();
+        let applied: i64 = self
+            .replace
+            .key(self.keys.action(id))
+            .key(self.keys.pending())
+            .arg(expected_rev)
+            .arg(action.status.as_str())
+            .arg(json)
+            .arg(self.keys.channel(id))
+            .arg(DECIDED_RETENTION.as_secs())
+            .arg(id)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(applied > 0)
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> StoreResult<Vec<Timer>> {
+        let now_ms = now.timestamp_millis();
+        let mut conn = self.conn.clone();
+        let claimed: Vec<(String, i64)> = self
+            .claim
+            .key(self.keys.timers())
+            .arg(now_ms)
+            .arg(limit)
+            .arg(now_ms + lease.as_millis() as i64)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let mut timers = Vec::with_capacity(claimed.len());
+        for (member, due) in claimed {
+            match Timer::parse(&member, due) {
+                Some(t) => timers.push(t),
+                None => {
+                    tracing::warn!(member, "dropping a timer of an unknown kind");
+                    let _: i64 = cmd("ZREM")
+                        .arg(self.keys.timers())
+                        .arg(&member)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(unavailable)?;
+                }
+            }
+        }
+        Ok(timers)
+    }
+
+    async fn finish(&self, timer: &Timer) -> StoreResult<()> {
+        let mut conn = self.conn.clone();
+        let _: i64 = cmd("ZREM")
+            .arg(self.keys.timers())
+            .arg(timer.member())
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        let mut conn = self.conn.clone();
+        let first: Vec<(String, i64)> = cmd("ZRANGE")
+            .arg(self.keys.timers())
+            .arg(0)
+            .arg(0)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(first
+            .first()
+            .and_then(|(_, ms)| DateTime::from_timestamp_millis(*ms)))
+    }
+}
+
+/// The one pub/sub task of this process. It pattern-subscribes to every decision channel,
+/// hands each message to the local waiters, and after every (re)connect re-reads the state
+/// of every action someone here waits on, so nothing published while it was away is lost.
+async fn subscriber(
+    client: redis::Client,
+    store: Arc<RedisStore>,
+    waiters: Arc<Waiters>,
+    shutdown: CancellationToken,
+) {
+    const PING_EVERY: Duration = Duration::from_secs(15);
+    let pattern = store.keys.channel_pattern();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let connected = async {
+            let mut pubsub = tokio::time::timeout(Duration::from_secs(3), client.get_async_pubsub())
+                .await
+                .map_err(|_| anyhow::anyhow!("timed out connecting"))??;
+            pubsub.psubscribe(&pattern).await?;
+            anyhow::Ok(pubsub)
+        };
+        let pubsub = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = connected => r,
+        };
+        match pubsub {
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "decision subscriber cannot connect to Redis");
+            }
+            Ok(pubsub) => {
+                backoff = Duration::from_millis(100);
+                store.subscribed.store(true, Ordering::Relaxed);
+                tracing::info!(pattern, "decision subscriber connected");
+                resync(&store, &waiters).await;
+                let (mut sink, mut messages) = pubsub.split();
+                let mut ping = tokio::time::interval(PING_EVERY);
+                ping.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        msg = messages.next() => match msg {
+                            Some(msg) => waiters.deliver(Bytes::copy_from_slice(msg.get_payload_bytes())),
+                            None => break,
+                        },
+                        _ = ping.tick() => {
+                            let alive = tokio::time::timeout(Duration::from_secs(5), sink.ping::<String>()).await;
+                            if !matches!(alive, Ok(Ok(_))) {
+                                break;
+                            }
+                        }
+                    }
+                }
+                store.subscribed.store(false, Ordering::Relaxed);
+                tracing::warn!("decision subscriber lost its Redis connection; reconnecting");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Re-reads every locally awaited action and answers the ones decided meanwhile.
+async fn resync(store: &RedisStore, waiters: &Waiters) {
+    for id in waiters.action_ids() {
+        let Ok(id) = id.parse::<ActionId>() else {
+            continue;
+        };
+        match store.load(&id).await {
+            Ok(Some(v)) if !v.action.is_pending() => match serde_json::to_vec(&v.action) {
+                Ok(json) => waiters.deliver(json.into()),
+                Err(e) => tracing::error!(error = %e, "cannot serialize action"),
+            },
+            Ok(_) => {}
+            Err(e) => tracing::warn!(action_id = %id, error = %e, "cannot re-read awaited action"),
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Background work of a server process.
+
+pub mod scheduler;
