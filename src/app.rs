@@ -131,9 +131,8 @@ impl Application {
     /// answered with the current state, and workers stop within the shutdown timeout.
     pub async fn run(self) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "greenlight listening");
-        let scheduler = tokio::spawn(
-            Scheduler::new(self.service.clone()).run(self.shutdown.clone()),
-        );
+        let scheduler =
+            tokio::spawn(Scheduler::new(self.service.clone()).run(self.shutdown.clone()));
         let router = http::router(AppState {
             service: self.service.clone(),
         });

@@ -64,11 +64,9 @@ impl Client {
     /// (default `local`) and `GREENLIGHT_CLIENT_SECRET`.
     pub fn from_env() -> Result<Self, ClientError> {
         let url = std::env::var("GREENLIGHT_URL").unwrap_or_else(|_| DEFAULT_URL.into());
-        let id =
-            std::env::var("GREENLIGHT_CLIENT_ID").unwrap_or_else(|_| DEFAULT_CLIENT_ID.into());
-        let raw = std::env::var("GREENLIGHT_CLIENT_SECRET").map_err(|_| {
-            ClientError::Config("GREENLIGHT_CLIENT_SECRET is not set".into())
-        })?;
+        let id = std::env::var("GREENLIGHT_CLIENT_ID").unwrap_or_else(|_| DEFAULT_CLIENT_ID.into());
+        let raw = std::env::var("GREENLIGHT_CLIENT_SECRET")
+            .map_err(|_| ClientError::Config("GREENLIGHT_CLIENT_SECRET is not set".into()))?;
         let secret = Secret::parse(&raw)
             .map_err(|e| ClientError::Config(format!("GREENLIGHT_CLIENT_SECRET {e}")))?;
         Ok(Self::new(&url, &id, secret))

@@ -106,7 +106,10 @@ impl Service {
     }
 
     pub fn loaded(&self) -> Arc<Loaded> {
-        self.loaded.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.loaded
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn client(&self, id: &str) -> Option<Arc<Client>> {
@@ -173,7 +176,12 @@ impl Service {
         };
         if let Some(outcome) = auto {
             action
-                .decide(outcome, DecidedBy::Policy(eval.rule_name.clone()), None, now)
+                .decide(
+                    outcome,
+                    DecidedBy::Policy(eval.rule_name.clone()),
+                    None,
+                    now,
+                )
                 .expect("a new action is pending");
         }
         let timers = if action.is_pending() {

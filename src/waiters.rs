@@ -108,7 +108,12 @@ mod tests {
         let b = w.register("act_B");
         assert_eq!(w.count(), 3);
         w.deliver(Bytes::from_static(br#"{"id":"act_A","status":"approved"}"#));
-        assert!((&mut a1.receiver).await.unwrap().starts_with(b"{\"id\":\"act_A\""));
+        assert!(
+            (&mut a1.receiver)
+                .await
+                .unwrap()
+                .starts_with(b"{\"id\":\"act_A\"")
+        );
         assert!((&mut a2.receiver).await.unwrap().ends_with(b"}"));
         assert_eq!(w.action_ids(), vec!["act_B".to_string()]);
         drop(b);

@@ -124,7 +124,10 @@ pub async fn request(args: RequestArgs) -> ExitCode {
     }
     if !args.json {
         print(&action, false);
-        eprintln!("waiting for a decision (up to {})...", humantime::format_duration(args.timeout));
+        eprintln!(
+            "waiting for a decision (up to {})...",
+            humantime::format_duration(args.timeout)
+        );
     }
     wait_for(&client, &action.id, args.timeout, args.json).await
 }

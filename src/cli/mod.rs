@@ -22,7 +22,11 @@ pub mod exit {
 }
 
 #[derive(Parser)]
-#[command(name = "greenlight", version, about = "Just-in-time approval of dangerous actions")]
+#[command(
+    name = "greenlight",
+    version,
+    about = "Just-in-time approval of dangerous actions"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -34,7 +38,12 @@ enum Command {
     Serve {
         #[command(flatten)]
         settings: Settings,
-        #[arg(long, env = "GREENLIGHT_LOG_FORMAT", value_enum, default_value = "pretty")]
+        #[arg(
+            long,
+            env = "GREENLIGHT_LOG_FORMAT",
+            value_enum,
+            default_value = "pretty"
+        )]
         log_format: LogFormat,
     },
     /// Ask for approval of an action (exit 0 approved, 10 denied, 11 expired, 12 cancelled, 13 still pending).

@@ -71,10 +71,7 @@ impl ActionRequest {
     /// Checks every field; the callback URL against the sending client's allowed hosts.
     pub fn validate(self, client: &ClientSpec) -> Result<ValidRequest, Invalid> {
         if !is_action_name(&self.action) {
-            return Err(invalid(
-                "action",
-                "must match [a-z0-9][a-z0-9._:-]{0,127}",
-            ));
+            return Err(invalid("action", "must match [a-z0-9][a-z0-9._:-]{0,127}"));
         }
         let resource_len = self.resource.chars().count();
         if resource_len == 0 || resource_len > MAX_RESOURCE_CHARS {
@@ -210,10 +207,25 @@ mod tests {
 
     #[test]
     fn action_names_follow_the_spec_pattern() {
-        for ok in ["a", "db.drop_table", "0x", "deploy:prod-eu_1", &"a".repeat(128)] {
+        for ok in [
+            "a",
+            "db.drop_table",
+            "0x",
+            "deploy:prod-eu_1",
+            &"a".repeat(128),
+        ] {
             assert!(is_action_name(ok), "{ok}");
         }
-        for bad in ["", "Db", ".db", "-x", "db drop", "db/drop", &"a".repeat(129), "é"] {
+        for bad in [
+            "",
+            "Db",
+            ".db",
+            "-x",
+            "db drop",
+            "db/drop",
+            &"a".repeat(129),
+            "é",
+        ] {
             assert!(!is_action_name(bad), "{bad}");
         }
     }
@@ -222,30 +234,98 @@ mod tests {
     fn each_rule_names_its_field() {
         let c = client(false);
         let cases: Vec<(ActionRequest, &str)> = vec![
-            (ActionRequest { action: "DROP".into(), ..base() }, "action"),
-            (ActionRequest { resource: "".into(), ..base() }, "resource"),
-            (ActionRequest { resource: "r".repeat(513), ..base() }, "resource"),
             (
                 ActionRequest {
-                    requester: Requester { id: " ".into(), email: None, slack_user_id: None, name: None },
+                    action: "DROP".into(),
+                    ..base()
+                },
+                "action",
+            ),
+            (
+                ActionRequest {
+                    resource: "".into(),
+                    ..base()
+                },
+                "resource",
+            ),
+            (
+                ActionRequest {
+                    resource: "r".repeat(513),
+                    ..base()
+                },
+                "resource",
+            ),
+            (
+                ActionRequest {
+                    requester: Requester {
+                        id: " ".into(),
+                        email: None,
+                        slack_user_id: None,
+                        name: None,
+                    },
                     ..base()
                 },
                 "requester.id",
             ),
-            (ActionRequest { reason: Some("x".repeat(2001)), ..base() }, "reason"),
-            (ActionRequest { ttl_seconds: Some(9), ..base() }, "ttl_seconds"),
-            (ActionRequest { ttl_seconds: Some(86_401), ..base() }, "ttl_seconds"),
             (
                 ActionRequest {
-                    context: Some(serde_json::from_value(serde_json::json!({"big": "x".repeat(17_000)})).unwrap()),
+                    reason: Some("x".repeat(2001)),
+                    ..base()
+                },
+                "reason",
+            ),
+            (
+                ActionRequest {
+                    ttl_seconds: Some(9),
+                    ..base()
+                },
+                "ttl_seconds",
+            ),
+            (
+                ActionRequest {
+                    ttl_seconds: Some(86_401),
+                    ..base()
+                },
+                "ttl_seconds",
+            ),
+            (
+                ActionRequest {
+                    context: Some(
+                        serde_json::from_value(serde_json::json!({"big": "x".repeat(17_000)}))
+                            .unwrap(),
+                    ),
                     ..base()
                 },
                 "context",
             ),
-            (ActionRequest { callback_url: Some("http://api.internal.example/h".into()), ..base() }, "callback_url"),
-            (ActionRequest { callback_url: Some("https://evil.example/h".into()), ..base() }, "callback_url"),
-            (ActionRequest { callback_url: Some("https://u:p@api.internal.example/h".into()), ..base() }, "callback_url"),
-            (ActionRequest { callback_url: Some("http://127.0.0.1:9/h".into()), ..base() }, "callback_url"),
+            (
+                ActionRequest {
+                    callback_url: Some("http://api.internal.example/h".into()),
+                    ..base()
+                },
+                "callback_url",
+            ),
+            (
+                ActionRequest {
+                    callback_url: Some("https://evil.example/h".into()),
+                    ..base()
+                },
+                "callback_url",
+            ),
+            (
+                ActionRequest {
+                    callback_url: Some("https://u:p@api.internal.example/h".into()),
+                    ..base()
+                },
+                "callback_url",
+            ),
+            (
+                ActionRequest {
+                    callback_url: Some("http://127.0.0.1:9/h".into()),
+                    ..base()
+                },
+                "callback_url",
+            ),
         ];
         for (req, field) in cases {
             assert_eq!(req.validate(&c).unwrap_err().field, field);

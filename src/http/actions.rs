@@ -110,7 +110,9 @@ async fn cancel(
     if reason.as_ref().is_some_and(|r| r.chars().count() > 2000) {
         return Err(ApiError::Invalid("reason: at most 2000 characters".into()));
     }
-    Ok(Json(state.service.cancel(&signed.client, &id, reason).await?))
+    Ok(Json(
+        state.service.cancel(&signed.client, &id, reason).await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -132,7 +134,11 @@ async fn decide(
     if by.is_empty() || by.chars().count() > 256 {
         return Err(ApiError::Invalid("by: 1 to 256 characters".into()));
     }
-    if body.reason.as_ref().is_some_and(|r| r.chars().count() > 2000) {
+    if body
+        .reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > 2000)
+    {
         return Err(ApiError::Invalid("reason: at most 2000 characters".into()));
     }
     let action = state

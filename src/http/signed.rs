@@ -105,7 +105,9 @@ impl<const REPLAY: bool> FromRequest<AppState> for Signed<REPLAY> {
             })
         })?;
         if request_id.len() > 256 {
-            return Err(ApiError::Invalid("webhook-id: at most 256 characters".into()));
+            return Err(ApiError::Invalid(
+                "webhook-id: at most 256 characters".into(),
+            ));
         }
         if !body.is_empty() && !is_json(headers) {
             return Err(ApiError::UnsupportedMediaType);
@@ -117,7 +119,9 @@ impl<const REPLAY: bool> FromRequest<AppState> for Signed<REPLAY> {
                 .remember_request(client.id(), request_id, REPLAY_TTL)
                 .await?
         {
-            return Err(ApiError::Unauthorized("webhook-id was already used (replay)"));
+            return Err(ApiError::Unauthorized(
+                "webhook-id was already used (replay)",
+            ));
         }
         Ok(Self {
             client,

@@ -10,6 +10,7 @@ mod explain;
 mod matching;
 mod model;
 mod parse;
+mod parse_rule;
 mod raw;
 #[cfg(test)]
 mod tests_eval;

@@ -225,3 +225,56 @@ pub struct MatchInput<'a> {
     pub client: &'a str,
     pub context: &'a serde_json::Map<String, serde_json::Value>,
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn on_call_rotates_every_shift_and_backwards_before_start() {
+        let o = Oncall {
+            name: "dba".into(),
+            rotation: vec!["A".into(), "B".into(), "C".into()],
+            shift: std::time::Duration::from_secs(7 * 86400),
+            start: at("2026-01-05T09:00:00Z"),
+        };
+        let week = TimeDelta::days(7);
+        let ns = TimeDelta::nanoseconds(1);
+        assert_eq!(o.on_call_at(o.start), "A");
+        assert_eq!(
+            o.on_call_at(o.start + week - ns),
+            "A",
+            "last instant of the first shift"
+        );
+        assert_eq!(
+            o.on_call_at(o.start + week),
+            "B",
+            "handover happens exactly at the boundary"
+        );
+        assert_eq!(o.on_call_at(o.start + week * 2), "C");
+        assert_eq!(o.on_call_at(o.start + week * 3), "A", "wraps around");
+        assert_eq!(
+            o.on_call_at(o.start + week * 700 + TimeDelta::hours(5)),
+            "B",
+            "700 shifts later: 700 mod 3 = 1"
+        );
+        assert_eq!(
+            o.on_call_at(o.start - ns),
+            "C",
+            "just before start is the previous shift"
+        );
+        assert_eq!(o.on_call_at(o.start - week), "C");
+        assert_eq!(o.on_call_at(o.start - week - ns), "B");
+        assert_eq!(o.on_call_at(o.start - week * 3), "A");
+        assert_eq!(
+            o.on_call_at(at("2020-01-01T00:00:00Z")),
+            o.on_call_at(at("2020-01-01T00:00:00Z") + week * 3)
+        );
+    }
+}

@@ -1,6 +1,6 @@
 //! Evaluation: glob, client and context matching, first-match order, defaults, on-call, explain.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use super::tests_parse::SPEC_EXAMPLE;
@@ -280,48 +280,6 @@ fn spec_example_rule_matches_only_its_requests() {
 
 fn at(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
-}
-
-#[test]
-fn on_call_rotates_every_shift_and_backwards_before_start() {
-    let o = Oncall {
-        name: "dba".into(),
-        rotation: vec!["A".into(), "B".into(), "C".into()],
-        shift: std::time::Duration::from_secs(7 * 86400),
-        start: at("2026-01-05T09:00:00Z"),
-    };
-    let week = TimeDelta::days(7);
-    let ns = TimeDelta::nanoseconds(1);
-    assert_eq!(o.on_call_at(o.start), "A");
-    assert_eq!(
-        o.on_call_at(o.start + week - ns),
-        "A",
-        "last instant of the first shift"
-    );
-    assert_eq!(
-        o.on_call_at(o.start + week),
-        "B",
-        "handover happens exactly at the boundary"
-    );
-    assert_eq!(o.on_call_at(o.start + week * 2), "C");
-    assert_eq!(o.on_call_at(o.start + week * 3), "A", "wraps around");
-    assert_eq!(
-        o.on_call_at(o.start + week * 700 + TimeDelta::hours(5)),
-        "B",
-        "700 shifts later: 700 mod 3 = 1"
-    );
-    assert_eq!(
-        o.on_call_at(o.start - ns),
-        "C",
-        "just before start is the previous shift"
-    );
-    assert_eq!(o.on_call_at(o.start - week), "C");
-    assert_eq!(o.on_call_at(o.start - week - ns), "B");
-    assert_eq!(o.on_call_at(o.start - week * 3), "A");
-    assert_eq!(
-        o.on_call_at(at("2020-01-01T00:00:00Z")),
-        o.on_call_at(at("2020-01-01T00:00:00Z") + week * 3)
-    );
 }
 
 #[test]

@@ -119,8 +119,12 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
 
     /// Remembers a request id for `ttl`; `false` if it was already seen (a replay).
-    async fn remember_request(&self, client: &str, request_id: &str, ttl: Duration)
-    -> StoreResult<bool>;
+    async fn remember_request(
+        &self,
+        client: &str,
+        request_id: &str,
+        ttl: Duration,
+    ) -> StoreResult<bool>;
 
     /// Stores a new action with its idempotency key and timers, atomically; an action
     /// created already decided is published at once.

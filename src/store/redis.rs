@@ -10,8 +10,8 @@
 //! - channel `{p}:decision:{id}`: the action JSON, once, when it leaves `pending`
 
 use super::{
-    Created, DECIDED_RETENTION, IDEMPOTENCY_TTL, NewAction, Store, StoreError, StoreResult,
-    Timer, Versioned, memory::parse_existing,
+    Created, DECIDED_RETENTION, IDEMPOTENCY_TTL, NewAction, Store, StoreError, StoreResult, Timer,
+    Versioned, memory::parse_existing,
 };
 use crate::domain::{Action, ActionId};
 use crate::waiters::Waiters;
@@ -281,9 +281,10 @@ async fn subscriber(
     let mut backoff = Duration::from_millis(100);
     loop {
         let connected = async {
-            let mut pubsub = tokio::time::timeout(Duration::from_secs(3), client.get_async_pubsub())
-                .await
-                .map_err(|_| anyhow::anyhow!("timed out connecting"))??;
+            let mut pubsub =
+                tokio::time::timeout(Duration::from_secs(3), client.get_async_pubsub())
+                    .await
+                    .map_err(|_| anyhow::anyhow!("timed out connecting"))??;
             pubsub.psubscribe(&pattern).await?;
             anyhow::Ok(pubsub)
         };

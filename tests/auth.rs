@@ -1,0 +1,234 @@
+//! Signed requests (SPEC section 2): what a client must send, and that anything forged,
+//! stale, replayed or unknown is refused before anything changes.
+
+mod common;
+
+use common::{Backend, TestApp, request, spawn_app};
+use greenlight::signing::Secret;
+use serde_json::{Value, json};
+
+fn header<'a>(headers: &'a mut [(String, String)], name: &str) -> &'a mut String {
+    &mut headers.iter_mut().find(|(k, _)| k == name).unwrap().1
+}
+
+/// The store holds no action and the pending count is zero after a rejected request.
+async fn nothing_stored(app: &TestApp) {
+    if let Some(r) = app.backend.redis_server() {
+        let mut c = r.conn();
+        let keys: Vec<String> = redis::cmd("KEYS").arg("*action:*").query(&mut c).unwrap();
+        assert!(keys.is_empty(), "rejected request stored {keys:?}");
+    }
+    // Either backend: a fresh valid request is still the first one.
+    let r = app
+        .create(&request("deploy.prod", "svc/after-rejection"))
+        .await;
+    assert_eq!(r.status, 201);
+}
+
+async fn valid_signature_is_accepted(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let r = app.create(&request("deploy.prod", "svc/payments")).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["client"], "app");
+    let id = r.body["id"].as_str().unwrap();
+    assert!(id.starts_with("act_") && id.len() == 30);
+}
+
+async fn forged_stale_and_malformed_requests_are_rejected(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let body = serde_json::to_vec(&request("deploy.prod", "svc/payments")).unwrap();
+    let good = app.signed_headers("app", "POST", "/v1/actions", &body);
+
+    let mut cases: Vec<(&str, Vec<(String, String)>, Vec<u8>)> = Vec::new();
+    // Signed with another client's secret.
+    let mut wrong_secret = app.signed_headers("other", "POST", "/v1/actions", &body);
+    *header(&mut wrong_secret, "greenlight-client") = "app".into();
+    cases.push(("wrong secret", wrong_secret, body.clone()));
+    // The body changed after signing.
+    let mut tampered = body.clone();
+    tampered[10] ^= 1;
+    cases.push(("tampered body", good.clone(), tampered));
+    // 301 s old and 301 s ahead, correctly signed for that time.
+    for offset in [-301i64, 301] {
+        let ts = chrono::Utc::now().timestamp() + offset;
+        let headers: Vec<(String, String)> = greenlight::signing::headers(
+            "app",
+            &app.secret("app"),
+            &body,
+            "POST",
+            "/v1/actions",
+            ts,
+        )
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        cases.push(("stale timestamp", headers, body.clone()));
+    }
+    // Each header missing in turn.
+    for missing in [
+        "greenlight-client",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+    ] {
+        let headers = good.iter().filter(|(k, _)| k != missing).cloned().collect();
+        cases.push(("missing header", headers, body.clone()));
+    }
+    // A client the policy does not know, signing correctly with its own secret.
+    let (stranger, _) = Secret::generate();
+    let unknown: Vec<(String, String)> = greenlight::signing::headers(
+        "stranger",
+        &stranger,
+        &body,
+        "POST",
+        "/v1/actions",
+        chrono::Utc::now().timestamp(),
+    )
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    cases.push(("unknown client", unknown, body.clone()));
+    // A signature that is not base64 at all.
+    let mut garbage = good.clone();
+    *header(&mut garbage, "webhook-signature") = "v1,!!!".into();
+    cases.push(("garbage signature", garbage, body.clone()));
+
+    for (what, headers, body) in cases {
+        let r = app.send_raw("POST", "/v1/actions", body, &headers).await;
+        assert_eq!(r.status, 401, "{what}: {}", r.body);
+        assert_eq!(r.error_code(), "unauthorized", "{what}");
+        assert!(r.body["error"]["message"].as_str().unwrap().len() > 5);
+    }
+    nothing_stored(&app).await;
+}
+
+async fn a_signature_for_one_path_does_not_open_another(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let id = app.create_pending().await;
+    // Signed for GET of the action, sent to the wait endpoint.
+    let headers = app.signed_headers("app", "GET", &format!("/v1/actions/{id}"), b"");
+    let r = app
+        .send_raw(
+            "GET",
+            &format!("/v1/actions/{id}/wait?timeout=0"),
+            vec![],
+            &headers,
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    // The query string is signed too.
+    let headers = app.signed_headers(
+        "app",
+        "GET",
+        &format!("/v1/actions/{id}/wait?timeout=0"),
+        b"",
+    );
+    let r = app
+        .send_raw(
+            "GET",
+            &format!("/v1/actions/{id}/wait?timeout=1"),
+            vec![],
+            &headers,
+        )
+        .await;
+    assert_eq!(r.status, 401);
+}
+
+async fn replayed_webhook_id_is_rejected(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let id = app.create_pending().await;
+    let path = format!("/v1/actions/{id}");
+    let headers = app.signed_headers("app", "GET", &path, b"");
+    let first = app.send_raw("GET", &path, vec![], &headers).await;
+    assert_eq!(first.status, 200);
+    let replay = app.send_raw("GET", &path, vec![], &headers).await;
+    assert_eq!(replay.status, 401);
+    assert!(
+        replay.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("replay")
+    );
+
+    // A replayed cancel changes nothing the second time either.
+    let cancel = format!("/v1/actions/{id}/cancel");
+    let headers = app.signed_headers("app", "POST", &cancel, b"");
+    assert_eq!(
+        app.send_raw("POST", &cancel, vec![], &headers).await.status,
+        200
+    );
+    assert_eq!(
+        app.send_raw("POST", &cancel, vec![], &headers).await.status,
+        401
+    );
+}
+
+async fn rotation_accepts_old_or_new_signature(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let body = serde_json::to_vec(&request("deploy.prod", "svc/rotation")).unwrap();
+    let mut headers = app.signed_headers("app", "POST", "/v1/actions", &body);
+    let (old, _) = Secret::generate();
+    let id = header(&mut headers, "webhook-id").clone();
+    let ts: i64 = header(&mut headers, "webhook-timestamp").parse().unwrap();
+    let stale_sig = old.sign(&id, ts, &body);
+    let sig = header(&mut headers, "webhook-signature");
+    *sig = format!("{stale_sig} {sig}");
+    let r = app.send_raw("POST", "/v1/actions", body, &headers).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+}
+
+async fn roles_limit_what_a_client_may_do(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let id = app.create_pending().await;
+    // Another requester cannot see, wait on or cancel it; it does not learn it exists.
+    assert_eq!(app.get("other", &id).await.status, 404);
+    assert_eq!(app.wait("other", &id, 0).await.status, 404);
+    assert_eq!(app.cancel("other", &id).await.status, 404);
+    // Auditors and admins can read any action.
+    assert_eq!(app.get("auditor", &id).await.status, 200);
+    assert_eq!(app.get("admin", &id).await.status, 200);
+    // Only admins decide; auditors cannot create.
+    let r = app
+        .send_as(
+            "app",
+            "POST",
+            &format!("/v1/actions/{id}/decision"),
+            &json!({"outcome": "approved", "by": "me"}),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.error_code(), "forbidden");
+    let r = app
+        .send_as(
+            "auditor",
+            "POST",
+            "/v1/actions",
+            &request("deploy.prod", "x"),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    // Still pending after all of that.
+    assert_eq!(app.get("app", &id).await.body["status"], "pending");
+}
+
+async fn unknown_routes_and_ids_answer_json_404(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let r = app.get("app", "act_01JD8Y3M6QW9T3V7K2X5N4B1C0").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error_code(), "not_found");
+    let r = app.get("app", "not-an-id").await;
+    assert_eq!(r.status, 404);
+    let r = app.send_as("app", "GET", "/v1/nothing", &Value::Null).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error_code(), "not_found");
+}
+
+on_both_backends!(
+    valid_signature_is_accepted,
+    forged_stale_and_malformed_requests_are_rejected,
+    a_signature_for_one_path_does_not_open_another,
+    replayed_webhook_id_is_rejected,
+    rotation_accepts_old_or_new_signature,
+    roles_limit_what_a_client_may_do,
+    unknown_routes_and_ids_answer_json_404,
+);
