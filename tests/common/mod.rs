@@ -215,6 +215,8 @@ pub struct TestApp {
     pub service: Arc<Service>,
     pub backend: Backend,
     pub policy_file: PathBuf,
+    /// This app's Redis key prefix.
+    pub prefix: String,
     _policy_dir: Arc<tempfile::TempDir>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -297,6 +299,7 @@ async fn start(
         service,
         backend,
         policy_file,
+        prefix: options.prefix.clone(),
         _policy_dir: dir,
         server: Some(server),
     }

@@ -1,0 +1,291 @@
+//! An action's life: created once per webhook-id, decided by policy, an admin or its
+//! client, exactly once, and never changed after.
+
+mod common;
+
+use common::{Backend, ChannelRecorder, request, spawn_app};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+async fn repeats_are_idempotent_and_conflicts_are_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let body = serde_json::to_vec(&request("deploy.prod", "svc/payments")).unwrap();
+    let headers = app.signed_headers("app", "POST", "/v1/actions", &body);
+    let first = app
+        .send_raw("POST", "/v1/actions", body.clone(), &headers)
+        .await;
+    assert_eq!(first.status, 201);
+    // The same webhook-id and body: the same action, 200.
+    let again = app
+        .send_raw("POST", "/v1/actions", body.clone(), &headers)
+        .await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body, first.body);
+    // The same webhook-id, another body (signed properly): 409, nothing new.
+    let other = serde_json::to_vec(&request("deploy.prod", "svc/other")).unwrap();
+    let id_header = headers
+        .iter()
+        .find(|(k, _)| k == "webhook-id")
+        .unwrap()
+        .1
+        .clone();
+    let ts = chrono::Utc::now().timestamp();
+    let sig = app.secret("app").sign(&id_header, ts, &other);
+    let conflict_headers = vec![
+        ("greenlight-client".to_string(), "app".to_string()),
+        ("webhook-id".to_string(), id_header),
+        ("webhook-timestamp".to_string(), ts.to_string()),
+        ("webhook-signature".to_string(), sig),
+    ];
+    let conflict = app
+        .send_raw("POST", "/v1/actions", other, &conflict_headers)
+        .await;
+    assert_eq!(conflict.status, 409);
+    assert_eq!(conflict.error_code(), "conflict");
+    // The same webhook-id from another client is that client's own new request.
+    let mut theirs = app.signed_headers("other", "POST", "/v1/actions", &body);
+    for (k, v) in theirs.iter_mut() {
+        if k == "webhook-id" {
+            *v = headers
+                .iter()
+                .find(|(k, _)| k == "webhook-id")
+                .unwrap()
+                .1
+                .clone();
+        }
+    }
+    let ts: i64 = theirs
+        .iter()
+        .find(|(k, _)| k == "webhook-timestamp")
+        .unwrap()
+        .1
+        .parse()
+        .unwrap();
+    let id = theirs
+        .iter()
+        .find(|(k, _)| k == "webhook-id")
+        .unwrap()
+        .1
+        .clone();
+    let sig = app.secret("other").sign(&id, ts, &body);
+    theirs
+        .iter_mut()
+        .find(|(k, _)| k == "webhook-signature")
+        .unwrap()
+        .1 = sig;
+    let r = app.send_raw("POST", "/v1/actions", body, &theirs).await;
+    assert_eq!(r.status, 201);
+    assert_ne!(r.body["id"], first.body["id"]);
+}
+
+async fn policy_auto_decides(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let r = app.create(&request("read.customers", "crm/eu")).await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.body["status"], "approved");
+    assert_eq!(r.body["decision"]["outcome"], "approved");
+    assert_eq!(r.body["decision"]["by_policy"], "reads");
+    assert_eq!(r.body["policy"]["rule"], "reads");
+
+    let r = app
+        .create(&request("db.drop_database", "postgres://prod"))
+        .await;
+    assert_eq!(r.body["status"], "denied");
+    assert_eq!(r.body["decision"]["by_policy"], "never-drop-databases");
+
+    // No rule matches: on_no_match = require, one approval.
+    let r = app.create(&request("deploy.prod", "svc/payments")).await;
+    assert_eq!(r.body["status"], "pending");
+    assert_eq!(r.body["policy"]["rule"], "default");
+    assert_eq!(r.body["policy"]["min_approvals"], 1);
+    assert!(r.body["decision"].is_null());
+
+    // First match wins, context equality included.
+    let mut prod = request("deploy.prod", "prod/api");
+    prod["context"] = json!({"env": "prod"});
+    let r = app.create(&prod).await;
+    assert_eq!(r.body["policy"]["rule"], "prod");
+    assert_eq!(r.body["policy"]["min_approvals"], 2);
+    assert_eq!(r.body["policy"]["approvers"], json!(["U0BOB", "U0CAROL"]));
+    prod["context"] = json!({"env": "staging"});
+    let r = app.create(&prod).await;
+    assert_eq!(r.body["policy"]["rule"], "default");
+}
+
+async fn the_action_object_follows_the_spec(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut body = request("db.drop_table", "postgres://prod/users");
+    body["context"] = json!({"rows": 1200, "env": "dev"});
+    body["ttl_seconds"] = json!(600);
+    body["callback_url"] = json!("https://hooks.example/approvals");
+    let r = app.create(&body).await;
+    assert_eq!(r.status, 201);
+    let a = &r.body;
+    for key in [
+        "id",
+        "status",
+        "action",
+        "resource",
+        "requester",
+        "reason",
+        "context",
+        "client",
+        "policy",
+        "votes",
+        "created_at",
+        "expires_at",
+        "decision",
+    ] {
+        assert!(a.get(key).is_some(), "missing {key}: {a}");
+    }
+    assert_eq!(a["requester"]["slack_user_id"], "U0ALICE");
+    assert_eq!(a["context"]["rows"], 1200);
+    assert_eq!(a["votes"], json!([]));
+    let created = chrono::DateTime::parse_from_rfc3339(a["created_at"].as_str().unwrap()).unwrap();
+    let expires = chrono::DateTime::parse_from_rfc3339(a["expires_at"].as_str().unwrap()).unwrap();
+    assert_eq!((expires - created).num_seconds(), 600);
+    assert!(a["created_at"].as_str().unwrap().ends_with('Z'));
+    // GET answers the same object.
+    let id = a["id"].as_str().unwrap();
+    assert_eq!(&app.get("app", id).await.body, a);
+}
+
+async fn cancel_and_break_glass_decide_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let id = app.create_pending().await;
+    let r = app.cancel("app", &id).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["status"], "cancelled");
+    assert_eq!(r.body["decision"]["decided_by"], json!(["app"]));
+    // Decided is final: neither cancel nor decide changes it.
+    let again = app.cancel("app", &id).await;
+    assert_eq!(again.status, 409);
+    assert!(
+        again.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled")
+    );
+    assert_eq!(app.decide(&id, "approved").await.status, 409);
+    assert_eq!(app.get("app", &id).await.body["status"], "cancelled");
+
+    let id = app.create_pending().await;
+    let r = app.decide(&id, "denied").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["decision"]["outcome"], "denied");
+    assert_eq!(
+        r.body["decision"]["decided_by"],
+        json!(["ops-lead@example.com"])
+    );
+    assert_eq!(r.body["decision"]["reason"], "break-glass test");
+    assert_eq!(app.cancel("app", &id).await.status, 409);
+
+    // Break-glass input is checked.
+    let id = app.create_pending().await;
+    let path = format!("/v1/actions/{id}/decision");
+    for bad in [
+        json!({"outcome": "expired", "by": "x"}),
+        json!({"outcome": "approved"}),
+        json!({"outcome": "approved", "by": ""}),
+        json!({"outcome": "approved", "by": "x", "extra": 1}),
+    ] {
+        let r = app.send_as("admin", "POST", &path, &bad).await;
+        assert_eq!(r.status, 400, "{bad}");
+        assert_eq!(r.error_code(), "invalid_request");
+    }
+    assert_eq!(app.get("app", &id).await.body["status"], "pending");
+}
+
+async fn concurrent_deciders_make_one_decision(backend: Backend) {
+    let app = spawn_app(backend.clone()).await;
+    let recorder = match &backend {
+        Backend::Redis(r) => Some(ChannelRecorder::start(r, &app.prefix).await),
+        Backend::Memory => None,
+    };
+    let id = app.create_pending().await;
+    let app = std::sync::Arc::new(app);
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let app = app.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                let outcome = if i % 2 == 0 { "approved" } else { "denied" };
+                app.decide(&id, outcome).await
+            })
+        })
+        .collect();
+    let mut wins = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        match r.status {
+            200 => wins.push(r.body["status"].clone()),
+            409 => assert_eq!(r.error_code(), "conflict"),
+            s => panic!("unexpected {s}: {}", r.body),
+        }
+    }
+    assert_eq!(wins.len(), 1, "exactly one decision");
+    let stored = app.get("app", &id).await.body;
+    assert_eq!(stored["status"], wins[0]);
+    if let Some(rec) = recorder {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(rec.count_for(&id), 1, "published exactly once");
+    }
+}
+
+async fn health_and_readiness(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let r = app.send_raw("GET", "/healthz", vec![], &[]).await;
+    assert_eq!(r.status, 200);
+    let r = app.send_raw("GET", "/readyz", vec![], &[]).await;
+    assert_eq!(r.status, 200);
+}
+
+on_both_backends!(
+    repeats_are_idempotent_and_conflicts_are_refused,
+    policy_auto_decides,
+    the_action_object_follows_the_spec,
+    cancel_and_break_glass_decide_once,
+    concurrent_deciders_make_one_decision,
+    health_and_readiness,
+);
+
+/// With Redis down nothing is created, decided or answered as approved: 503 everywhere,
+/// and `/readyz` says so. When it is back, the service is too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_fails_closed() {
+    let backend = Backend::redis();
+    let redis = backend.redis_server().unwrap().clone();
+    let app = spawn_app(backend).await;
+    let pending = app.create_pending().await;
+    redis.stop();
+
+    let r = app.create(&request("read.customers", "crm/eu")).await;
+    assert_eq!(
+        r.status, 503,
+        "auto-approve must not be answered without the store"
+    );
+    assert_eq!(r.error_code(), "unavailable");
+    assert_eq!(app.decide(&pending, "approved").await.status, 503);
+    assert_eq!(app.get("app", &pending).await.status, 503);
+    let ready = app.send_raw("GET", "/readyz", vec![], &[]).await;
+    assert_eq!(ready.status, 503);
+    assert_eq!(
+        app.send_raw("GET", "/healthz", vec![], &[]).await.status,
+        200
+    );
+
+    redis.restart();
+    // The connection comes back on its own.
+    let mut ok = false;
+    for _ in 0..50 {
+        if app.send_raw("GET", "/readyz", vec![], &[]).await.status == 200 {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "readyz recovers after Redis returns");
+    let r = app.create(&request("read.customers", "crm/eu")).await;
+    assert_eq!(r.status, 201);
+    let _: Value = r.body;
+}
