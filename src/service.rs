@@ -60,7 +60,7 @@ pub type ServiceResult<T> = Result<T, ServiceError>;
 
 /// An action as an answer: parsed, or the exact JSON that was published.
 pub enum ActionBody {
-    Parsed(Action),
+    Parsed(Box<Action>),
     Published(Bytes),
 }
 
@@ -262,17 +262,17 @@ impl Service {
         let mut waiter = self.waiters.register(id.as_str());
         let action = self.get(client, id).await?;
         if !action.is_pending() {
-            return Ok(ActionBody::Parsed(action));
+            return Ok(ActionBody::Parsed(Box::new(action)));
         }
         let timeout = timeout.min(self.max_wait);
         tokio::select! {
             published = &mut waiter.receiver => match published {
                 Ok(json) => Ok(ActionBody::Published(json)),
-                Err(_) => Ok(ActionBody::Parsed(self.get(client, id).await?)),
+                Err(_) => Ok(ActionBody::Parsed(Box::new(self.get(client, id).await?))),
             },
-            _ = tokio::time::sleep(timeout) => Ok(ActionBody::Parsed(self.get(client, id).await?)),
+            _ = tokio::time::sleep(timeout) => Ok(ActionBody::Parsed(Box::new(self.get(client, id).await?))),
             // On shutdown, answer with the current state so the caller retries elsewhere.
-            _ = self.shutdown.cancelled() => Ok(ActionBody::Parsed(action)),
+            _ = self.shutdown.cancelled() => Ok(ActionBody::Parsed(Box::new(action))),
         }
     }
 

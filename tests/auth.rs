@@ -3,11 +3,11 @@
 
 mod common;
 
-use common::{Backend, TestApp, request, spawn_app};
+use common::{Backend, Headers, TestApp, request, sign_headers, spawn_app};
 use greenlight::signing::Secret;
 use serde_json::{Value, json};
 
-fn header<'a>(headers: &'a mut [(String, String)], name: &str) -> &'a mut String {
+fn header<'a>(headers: &'a mut Headers, name: &str) -> &'a mut String {
     &mut headers.iter_mut().find(|(k, _)| k == name).unwrap().1
 }
 
@@ -39,7 +39,7 @@ async fn forged_stale_and_malformed_requests_are_rejected(backend: Backend) {
     let body = serde_json::to_vec(&request("deploy.prod", "svc/payments")).unwrap();
     let good = app.signed_headers("app", "POST", "/v1/actions", &body);
 
-    let mut cases: Vec<(&str, Vec<(String, String)>, Vec<u8>)> = Vec::new();
+    let mut cases: Vec<(&str, Headers, Vec<u8>)> = Vec::new();
     // Signed with another client's secret.
     let mut wrong_secret = app.signed_headers("other", "POST", "/v1/actions", &body);
     *header(&mut wrong_secret, "greenlight-client") = "app".into();
@@ -51,17 +51,7 @@ async fn forged_stale_and_malformed_requests_are_rejected(backend: Backend) {
     // 301 s old and 301 s ahead, correctly signed for that time.
     for offset in [-301i64, 301] {
         let ts = chrono::Utc::now().timestamp() + offset;
-        let headers: Vec<(String, String)> = greenlight::signing::headers(
-            "app",
-            &app.secret("app"),
-            &body,
-            "POST",
-            "/v1/actions",
-            ts,
-        )
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+        let headers = sign_headers("app", &app.secret("app"), "POST", "/v1/actions", &body, ts);
         cases.push(("stale timestamp", headers, body.clone()));
     }
     // Each header missing in turn.
@@ -76,17 +66,8 @@ async fn forged_stale_and_malformed_requests_are_rejected(backend: Backend) {
     }
     // A client the policy does not know, signing correctly with its own secret.
     let (stranger, _) = Secret::generate();
-    let unknown: Vec<(String, String)> = greenlight::signing::headers(
-        "stranger",
-        &stranger,
-        &body,
-        "POST",
-        "/v1/actions",
-        chrono::Utc::now().timestamp(),
-    )
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let now = chrono::Utc::now().timestamp();
+    let unknown = sign_headers("stranger", &stranger, "POST", "/v1/actions", &body, now);
     cases.push(("unknown client", unknown, body.clone()));
     // A signature that is not base64 at all.
     let mut garbage = good.clone();

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Backend, ChannelRecorder, request, spawn_app};
+use common::{Backend, ChannelRecorder, request, sign_headers, spawn_app};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -23,56 +23,25 @@ async fn repeats_are_idempotent_and_conflicts_are_refused(backend: Backend) {
     assert_eq!(again.body, first.body);
     // The same webhook-id, another body (signed properly): 409, nothing new.
     let other = serde_json::to_vec(&request("deploy.prod", "svc/other")).unwrap();
-    let id_header = headers
-        .iter()
-        .find(|(k, _)| k == "webhook-id")
-        .unwrap()
-        .1
-        .clone();
-    let ts = chrono::Utc::now().timestamp();
-    let sig = app.secret("app").sign(&id_header, ts, &other);
-    let conflict_headers = vec![
-        ("greenlight-client".to_string(), "app".to_string()),
-        ("webhook-id".to_string(), id_header),
-        ("webhook-timestamp".to_string(), ts.to_string()),
-        ("webhook-signature".to_string(), sig),
-    ];
+    let request_id = &headers.iter().find(|(k, _)| k == "webhook-id").unwrap().1;
+    let now = chrono::Utc::now().timestamp();
+    let resign = |client: &str, body: &[u8]| {
+        let mut h = sign_headers(client, &app.secret(client), "POST", "/v1/actions", b"", now);
+        h.iter_mut().find(|(k, _)| k == "webhook-id").unwrap().1 = request_id.clone();
+        let sig = app.secret(client).sign(request_id, now, body);
+        h.iter_mut()
+            .find(|(k, _)| k == "webhook-signature")
+            .unwrap()
+            .1 = sig;
+        h
+    };
     let conflict = app
-        .send_raw("POST", "/v1/actions", other, &conflict_headers)
+        .send_raw("POST", "/v1/actions", other.clone(), &resign("app", &other))
         .await;
     assert_eq!(conflict.status, 409);
     assert_eq!(conflict.error_code(), "conflict");
     // The same webhook-id from another client is that client's own new request.
-    let mut theirs = app.signed_headers("other", "POST", "/v1/actions", &body);
-    for (k, v) in theirs.iter_mut() {
-        if k == "webhook-id" {
-            *v = headers
-                .iter()
-                .find(|(k, _)| k == "webhook-id")
-                .unwrap()
-                .1
-                .clone();
-        }
-    }
-    let ts: i64 = theirs
-        .iter()
-        .find(|(k, _)| k == "webhook-timestamp")
-        .unwrap()
-        .1
-        .parse()
-        .unwrap();
-    let id = theirs
-        .iter()
-        .find(|(k, _)| k == "webhook-id")
-        .unwrap()
-        .1
-        .clone();
-    let sig = app.secret("other").sign(&id, ts, &body);
-    theirs
-        .iter_mut()
-        .find(|(k, _)| k == "webhook-signature")
-        .unwrap()
-        .1 = sig;
+    let theirs = resign("other", &body);
     let r = app.send_raw("POST", "/v1/actions", body, &theirs).await;
     assert_eq!(r.status, 201);
     assert_ne!(r.body["id"], first.body["id"]);

@@ -2,7 +2,7 @@
 
 use super::{DecideArgs, RequestArgs, exit};
 use crate::app::{Application, stop_on_signal};
-use crate::client::{Client, ClientError};
+use crate::client::Client;
 use crate::config::Settings;
 use crate::domain::{Action, ActionId, ActionRequest, Outcome, Requester, Status, rfc3339};
 use std::process::ExitCode;
@@ -43,13 +43,13 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(exit::ERROR)
 }
 
-fn client() -> Result<Client, ClientError> {
-    Client::from_env()
-}
-
-fn parse_id(id: &str) -> Result<ActionId, String> {
-    id.parse()
-        .map_err(|_| format!("`{id}` is not an action id (act_...)"))
+/// The client from the environment and the action id argument, or the exit to take.
+fn client_and_id(id: &str) -> Result<(Client, ActionId), ExitCode> {
+    let client = Client::from_env().map_err(fail)?;
+    let id = id
+        .parse()
+        .map_err(|_| fail(format!("`{id}` is not an action id (act_...)")))?;
+    Ok((client, id))
 }
 
 /// A line a person reads; `--json` prints the action object instead.
@@ -93,7 +93,7 @@ fn finish(action: &Action, json: bool) -> ExitCode {
 }
 
 pub async fn request(args: RequestArgs) -> ExitCode {
-    let client = match client() {
+    let client = match Client::from_env() {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
@@ -140,10 +140,9 @@ async fn wait_for(client: &Client, id: &ActionId, timeout: Duration, json: bool)
 }
 
 pub async fn status(id: &str, json: bool) -> ExitCode {
-    let (client, id) = match (client(), parse_id(id)) {
-        (Ok(c), Ok(id)) => (c, id),
-        (Err(e), _) => return fail(e),
-        (_, Err(e)) => return fail(e),
+    let (client, id) = match client_and_id(id) {
+        Ok(pair) => pair,
+        Err(code) => return code,
     };
     match client.get(&id).await {
         Ok(action) => finish(&action, json),
@@ -152,19 +151,17 @@ pub async fn status(id: &str, json: bool) -> ExitCode {
 }
 
 pub async fn wait(id: &str, timeout: Duration, json: bool) -> ExitCode {
-    let (client, id) = match (client(), parse_id(id)) {
-        (Ok(c), Ok(id)) => (c, id),
-        (Err(e), _) => return fail(e),
-        (_, Err(e)) => return fail(e),
+    let (client, id) = match client_and_id(id) {
+        Ok(pair) => pair,
+        Err(code) => return code,
     };
     wait_for(&client, &id, timeout, json).await
 }
 
 pub async fn decide(args: DecideArgs) -> ExitCode {
-    let (client, id) = match (client(), parse_id(&args.id)) {
-        (Ok(c), Ok(id)) => (c, id),
-        (Err(e), _) => return fail(e),
-        (_, Err(e)) => return fail(e),
+    let (client, id) = match client_and_id(&args.id) {
+        Ok(pair) => pair,
+        Err(code) => return code,
     };
     let outcome = if args.approve {
         Outcome::Approved

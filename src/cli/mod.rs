@@ -4,7 +4,7 @@
 mod commands;
 
 use crate::config::Settings;
-use crate::policy::cli::PolicyCommand;
+use crate::policy::cli::{PolicyCommand, parse_context};
 use crate::telemetry::LogFormat;
 use clap::{Args, Parser, Subcommand};
 use std::process::ExitCode;
@@ -124,20 +124,6 @@ pub struct DecideArgs {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e} (use e.g. 90s, 10m, 2h)"))
-}
-
-fn parse_context(s: &str) -> Result<(String, serde_json::Value), String> {
-    let (k, v) = s
-        .split_once('=')
-        .ok_or_else(|| format!("`{s}`: expected key=value"))?;
-    if k.is_empty() {
-        return Err(format!("`{s}`: empty key"));
-    }
-    let value = match serde_json::from_str::<serde_json::Value>(v) {
-        Ok(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => v,
-        _ => serde_json::Value::String(v.to_owned()),
-    };
-    Ok((k.to_owned(), value))
 }
 
 pub fn main() -> ExitCode {

@@ -88,16 +88,22 @@ pub fn parse_kv(s: &str) -> Result<(String, String), String> {
 
 /// Values that read as JSON numbers or booleans are typed, so `--context rows=1200` matches a
 /// rule's `rows = 1200`; everything else (including `null`) stays a string.
+pub fn context_value(v: String) -> Value {
+    match serde_json::from_str::<Value>(&v) {
+        Ok(typed @ (Value::Number(_) | Value::Bool(_))) => typed,
+        _ => Value::String(v),
+    }
+}
+
+/// A `--context key=value` argument, typed as [`context_value`] does.
+pub fn parse_context(s: &str) -> Result<(String, Value), String> {
+    parse_kv(s).map(|(k, v)| (k, context_value(v)))
+}
+
 fn context_map(pairs: Vec<(String, String)>) -> Map<String, Value> {
     pairs
         .into_iter()
-        .map(|(k, v)| {
-            let value = match serde_json::from_str::<Value>(&v) {
-                Ok(typed @ (Value::Number(_) | Value::Bool(_))) => typed,
-                _ => Value::String(v),
-            };
-            (k, value)
-        })
+        .map(|(k, v)| (k, context_value(v)))
         .collect()
 }
 

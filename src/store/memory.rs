@@ -44,7 +44,7 @@ impl Inner {
     /// Drops expired keys now and then, so memory stays bounded without a sweeper task.
     fn sweep(&mut self, now: Instant) {
         self.inserts += 1;
-        if self.inserts % 1024 != 0 {
+        if !self.inserts.is_multiple_of(1024) {
             return;
         }
         self.idempotency.retain(|_, (_, exp)| *exp > now);

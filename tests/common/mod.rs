@@ -335,24 +335,15 @@ impl TestApp {
     }
 
     /// Signs as `client` at the current time.
-    pub fn signed_headers(
-        &self,
-        client: &str,
-        method: &str,
-        path: &str,
-        body: &[u8],
-    ) -> Vec<(String, String)> {
-        signing::headers(
+    pub fn signed_headers(&self, client: &str, method: &str, path: &str, body: &[u8]) -> Headers {
+        sign_headers(
             client,
             &self.secret(client),
-            body,
             method,
             path,
+            body,
             chrono::Utc::now().timestamp(),
         )
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
     }
 
     /// Sends with exactly these headers (and a JSON content type when there is a body).
@@ -439,6 +430,23 @@ impl TestApp {
         )
         .await
     }
+}
+
+pub type Headers = Vec<(String, String)>;
+
+/// The four signature headers for `client_id` signing with `secret` at `timestamp`.
+pub fn sign_headers(
+    client_id: &str,
+    secret: &Secret,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    timestamp: i64,
+) -> Headers {
+    signing::headers(client_id, secret, body, method, path, timestamp)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
 }
 
 /// A minimal valid request body.
