@@ -133,6 +133,12 @@ impl Application {
         tracing::info!(addr = %self.local_addr(), "greenlight listening");
         let scheduler =
             tokio::spawn(Scheduler::new(self.service.clone()).run(self.shutdown.clone()));
+        #[cfg(unix)]
+        tokio::spawn(reload_on_sighup(
+            self.service.clone(),
+            self.settings.clone(),
+            self.shutdown.clone(),
+        ));
         let router = http::router(AppState {
             service: self.service.clone(),
         });
@@ -147,6 +153,31 @@ impl Application {
         }
         tracing::info!("greenlight stopped");
         Ok(())
+    }
+}
+
+/// Re-reads the policy file and client secrets on SIGHUP. A file that does not load is
+/// refused with its error, and the running policy stays.
+#[cfg(unix)]
+async fn reload_on_sighup(service: Arc<Service>, settings: Settings, shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; policy reload is off");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = hup.recv() => {}
+        }
+        match load(&settings) {
+            Ok(loaded) => {
+                let rules = loaded.policy.rules.len();
+                service.reload(loaded);
+                tracing::info!(rules, "policy reloaded");
+            }
+            Err(e) => tracing::error!("policy reload refused, keeping the running policy: {e:#}"),
+        }
     }
 }
 

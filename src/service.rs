@@ -10,7 +10,7 @@ use crate::signing::Secret;
 use crate::store::{Created, NewAction, Store, StoreError, Timer};
 use crate::waiters::Waiters;
 use bytes::Bytes;
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -112,6 +112,12 @@ impl Service {
             .clone()
     }
 
+    /// Replaces the policy and clients at once. Pending actions keep the rule snapshot
+    /// they were created with.
+    pub fn reload(&self, loaded: Loaded) {
+        *self.loaded.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
+    }
+
     pub fn client(&self, id: &str) -> Option<Arc<Client>> {
         self.loaded().clients.get(id).cloned()
     }
@@ -147,7 +153,8 @@ impl Service {
                 eval.rule_name
             )));
         }
-        let now = Utc::now();
+        // Whole seconds, as the action object shows them, so expiry matches what callers see.
+        let now = Utc::now().trunc_subsecs(0);
         let ttl = request.ttl.map_or(eval.max_ttl, |t| t.min(eval.max_ttl));
         let mut action = Action {
             id: ActionId::generate(),

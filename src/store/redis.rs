@@ -300,8 +300,16 @@ async fn subscriber(
                 backoff = Duration::from_millis(100);
                 store.subscribed.store(true, Ordering::Relaxed);
                 tracing::info!(pattern, "decision subscriber connected");
-                resync(&store, &waiters).await;
                 let (mut sink, mut messages) = pubsub.split();
+                if !resync(&store, &waiters).await {
+                    // Some waiter could not be re-read: start over, so none is forgotten.
+                    store.subscribed.store(false, Ordering::Relaxed);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    continue;
+                }
                 let mut ping = tokio::time::interval(PING_EVERY);
                 ping.tick().await;
                 loop {
@@ -331,19 +339,30 @@ async fn subscriber(
     }
 }
 
-/// Re-reads every locally awaited action and answers the ones decided meanwhile.
-async fn resync(store: &RedisStore, waiters: &Waiters) {
-    for id in waiters.action_ids() {
-        let Ok(id) = id.parse::<ActionId>() else {
-            continue;
-        };
-        match store.load(&id).await {
+/// Re-reads every locally awaited action (64 at a time on the multiplexed connection) and
+/// answers the ones decided meanwhile. Returns `false` if some could not be read.
+async fn resync(store: &RedisStore, waiters: &Waiters) -> bool {
+    let ids: Vec<ActionId> = waiters
+        .action_ids()
+        .iter()
+        .filter_map(|id| id.parse().ok())
+        .collect();
+    let mut reads = futures::stream::iter(ids)
+        .map(|id| async move { (store.load(&id).await, id) })
+        .buffer_unordered(64);
+    let mut complete = true;
+    while let Some((read, id)) = reads.next().await {
+        match read {
             Ok(Some(v)) if !v.action.is_pending() => match serde_json::to_vec(&v.action) {
                 Ok(json) => waiters.deliver(json.into()),
                 Err(e) => tracing::error!(error = %e, "cannot serialize action"),
             },
             Ok(_) => {}
-            Err(e) => tracing::warn!(action_id = %id, error = %e, "cannot re-read awaited action"),
+            Err(e) => {
+                tracing::warn!(action_id = %id, error = %e, "cannot re-read awaited action");
+                complete = false;
+            }
         }
     }
+    complete
 }
