@@ -155,10 +155,14 @@ impl Client {
         let deadline = Instant::now() + timeout;
         let mut backoff = Duration::from_millis(200);
         loop {
+            // Whole seconds rounded up: rounded down, `--timeout 1s` would not wait at all
+            // and every timeout would give up to a second early.
             let left = deadline.saturating_duration_since(Instant::now());
-            let seconds = left.as_secs().min(60);
+            let seconds = left.as_millis().div_ceil(1000).min(60) as u64;
             match self.wait_once(id, seconds).await {
-                Ok(action) if !action.is_pending() || seconds == 0 => return Ok(action),
+                Ok(action) if !action.is_pending() || Instant::now() + WAIT_SLACK >= deadline => {
+                    return Ok(action);
+                }
                 Ok(_) => backoff = Duration::from_millis(200),
                 Err(e) if is_transient(&e) && Instant::now() + backoff < deadline => {
                     tokio::time::sleep(backoff).await;
@@ -198,6 +202,10 @@ impl Client {
         .await
     }
 }
+
+/// A long-poll that ends this close to the deadline ends the wait: another poll would
+/// overshoot it by a whole second.
+const WAIT_SLACK: Duration = Duration::from_millis(250);
 
 fn is_transient(e: &ClientError) -> bool {
     match e {

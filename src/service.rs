@@ -4,6 +4,7 @@
 
 use crate::domain::{
     Action, ActionId, ActionRequest, AlreadyDecided, DecidedBy, Outcome, PolicySnapshot, Status,
+    from_json,
 };
 use crate::policy::{ClientSpec, MatchInput, Policy, Role, RuleDecision};
 use crate::signing::Secret;
@@ -134,8 +135,7 @@ impl Service {
         request_id: &str,
         body: &[u8],
     ) -> ServiceResult<CreateOutcome> {
-        let request: ActionRequest = serde_json::from_slice(body)
-            .map_err(|e| ServiceError::Invalid(format!("request body: {e}")))?;
+        let request: ActionRequest = from_json(body).map_err(ServiceError::Invalid)?;
         let request = request
             .validate(&client.spec)
             .map_err(|e| ServiceError::Invalid(e.to_string()))?;

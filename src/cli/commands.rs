@@ -115,11 +115,9 @@ pub async fn request(args: RequestArgs) -> ExitCode {
         Ok(a) => a,
         Err(e) => return fail(e),
     };
+    // Without --wait a pending action exits 13, never 0: 0 means approved, and scripts
+    // run `greenlight request ... && do-it`.
     if !args.wait || !action.is_pending() {
-        if action.is_pending() {
-            print(&action, args.json);
-            return ExitCode::SUCCESS;
-        }
         return finish(&action, args.json);
     }
     if !args.json {
@@ -163,10 +161,14 @@ pub async fn decide(args: DecideArgs) -> ExitCode {
         Ok(pair) => pair,
         Err(code) => return code,
     };
-    let outcome = if args.approve {
-        Outcome::Approved
-    } else {
-        Outcome::Denied
+    let outcome = match (args.outcome.approve, args.outcome.deny) {
+        (true, false) => Outcome::Approved,
+        (false, true) => Outcome::Denied,
+        // clap requires exactly one; never guess a decision.
+        _ => {
+            eprintln!("greenlight: decide needs exactly one of --approve and --deny");
+            return ExitCode::from(exit::USAGE);
+        }
     };
     let by = args
         .by

@@ -106,13 +106,10 @@ pub struct RequestArgs {
 }
 
 #[derive(Args)]
-#[group(id = "outcome", required = true, multiple = false)]
 pub struct DecideArgs {
     id: String,
-    #[arg(long, group = "outcome")]
-    approve: bool,
-    #[arg(long, group = "outcome")]
-    deny: bool,
+    #[command(flatten)]
+    outcome: OutcomeArgs,
     #[arg(long)]
     reason: Option<String>,
     /// Who decides (recorded in the decision); defaults to $USER.
@@ -120,6 +117,17 @@ pub struct DecideArgs {
     by: Option<String>,
     #[arg(long)]
     json: bool,
+}
+
+/// Exactly one of `--approve` and `--deny`. A group of its own: a `#[group]` on
+/// `DecideArgs` would also take in the id and every other flag.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+pub struct OutcomeArgs {
+    #[arg(long)]
+    approve: bool,
+    #[arg(long)]
+    deny: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

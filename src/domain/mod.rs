@@ -8,4 +8,4 @@ pub use action::{
     Action, ActionId, AlreadyDecided, DecidedBy, Decision, Grant, InvalidActionId, Outcome,
     PolicySnapshot, Requester, Status, Vote, VoteKind, rfc3339,
 };
-pub use request::{ActionRequest, Invalid, ValidRequest, is_action_name};
+pub use request::{ActionRequest, Invalid, ValidRequest, from_json, is_action_name};

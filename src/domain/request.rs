@@ -56,6 +56,19 @@ pub const MIN_TTL_SECONDS: u64 = 10;
 pub const MAX_TTL_SECONDS: u64 = 86_400;
 const MAX_REQUESTER_FIELD_CHARS: usize = 256;
 
+/// Parses a JSON body, naming the field at fault: `requester.id: missing field`.
+pub fn from_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            format!("request body: {}", e.inner())
+        } else {
+            format!("{path}: {}", e.inner())
+        }
+    })
+}
+
 /// `[a-z0-9][a-z0-9._:-]{0,127}`
 pub fn is_action_name(s: &str) -> bool {
     let b = s.as_bytes();

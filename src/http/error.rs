@@ -3,7 +3,7 @@
 use crate::service::ServiceError;
 use crate::store::StoreError;
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -87,6 +87,11 @@ impl IntoResponse for ApiError {
             tracing::error!(error = ?cause, "internal error");
         }
         let body = json!({"error": {"code": code, "message": self.to_string()}});
+        if matches!(self, ApiError::PayloadTooLarge) {
+            // The rest of the body was not read: close, and say so, so that a client
+            // reusing the connection does not send its next request into it.
+            return (status, [(header::CONNECTION, "close")], Json(body)).into_response();
+        }
         (status, Json(body)).into_response()
     }
 }

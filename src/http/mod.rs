@@ -42,5 +42,5 @@ pub fn router(state: AppState) -> Router {
 
 /// A JSON body already authenticated as raw bytes; unknown fields are rejected by the types.
 pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::Invalid(format!("request body: {e}")))
+    crate::domain::from_json(body).map_err(ApiError::Invalid)
 }
