@@ -6,6 +6,8 @@ use crate::http::{self, AppState};
 use crate::policy::Policy;
 use crate::service::{Client, Loaded, Service};
 use crate::signing::Secret;
+use crate::slack::Slack;
+use crate::slack::api::SlackApi;
 use crate::store::{MemoryStore, RedisStore, RedisStoreConfig, Store};
 use crate::waiters::Waiters;
 use crate::workers::scheduler::Scheduler;
@@ -14,12 +16,14 @@ use secrecy::ExposeSecret;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub struct Application {
     listener: TcpListener,
     service: Arc<Service>,
+    slack: Option<Arc<Slack>>,
     shutdown: CancellationToken,
     settings: Settings,
 }
@@ -90,17 +94,31 @@ impl Application {
                 Arc::new(MemoryStore::new(waiters.clone()))
             }
         };
-        if settings.slack_bot_token.is_none() || settings.slack_signing_secret.is_none() {
-            tracing::warn!(
-                "Slack is not configured (SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET): approvals can \
-                 only be given through `greenlight decide`"
-            );
-        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("building the HTTP client")?;
+        let slack = match (&settings.slack_bot_token, &settings.slack_signing_secret) {
+            (Some(token), Some(signing)) => Some(Arc::new(Slack::new(
+                SlackApi::new(http.clone(), &settings.slack_api_base, token.clone()),
+                signing.clone(),
+                settings.slack_default_channel.clone(),
+            ))),
+            _ => {
+                tracing::warn!(
+                    "Slack is not configured (SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET): approvals \
+                     can only be given through `greenlight decide`"
+                );
+                None
+            }
+        };
         let service = Arc::new(Service::new(
             store,
             waiters,
             loaded,
             settings.max_wait(),
+            slack.is_some(),
             shutdown.clone(),
         ));
         let listener = TcpListener::bind(settings.listen)
@@ -109,6 +127,7 @@ impl Application {
         Ok(Self {
             listener,
             service,
+            slack,
             shutdown,
             settings,
         })
@@ -131,8 +150,12 @@ impl Application {
     /// answered with the current state, and workers stop within the shutdown timeout.
     pub async fn run(self) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "greenlight listening");
-        let scheduler =
-            tokio::spawn(Scheduler::new(self.service.clone()).run(self.shutdown.clone()));
+        if let Some(slack) = self.slack.clone() {
+            tokio::spawn(async move { slack.check_auth().await });
+        }
+        let scheduler = tokio::spawn(
+            Scheduler::new(self.service.clone(), self.slack.clone()).run(self.shutdown.clone()),
+        );
         #[cfg(unix)]
         tokio::spawn(reload_on_sighup(
             self.service.clone(),
@@ -141,6 +164,7 @@ impl Application {
         ));
         let router = http::router(AppState {
             service: self.service.clone(),
+            slack: self.slack.clone(),
         });
         let shutdown = self.shutdown.clone();
         axum::serve(self.listener, router)
@@ -148,8 +172,16 @@ impl Application {
             .await
             .context("serving HTTP")?;
         let timeout = self.settings.shutdown_timeout();
-        if tokio::time::timeout(timeout, scheduler).await.is_err() {
-            tracing::warn!("scheduler did not stop within the shutdown timeout");
+        let drained = async {
+            let _ = scheduler.await;
+            if let Some(slack) = &self.slack {
+                slack.drain().await;
+            }
+        };
+        if tokio::time::timeout(timeout, drained).await.is_err() {
+            tracing::warn!(
+                "background work did not stop within the shutdown timeout; timers stay due in the store"
+            );
         }
         tracing::info!("greenlight stopped");
         Ok(())

@@ -12,6 +12,7 @@ pub mod http;
 pub mod policy;
 pub mod service;
 pub mod signing;
+pub mod slack;
 pub mod store;
 pub mod telemetry;
 pub mod waiters;

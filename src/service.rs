@@ -4,7 +4,7 @@
 
 use crate::domain::{
     Action, ActionId, ActionRequest, AlreadyDecided, DecidedBy, Outcome, PolicySnapshot, Status,
-    from_json,
+    VoteKind, VoteRejected, from_json,
 };
 use crate::policy::{ClientSpec, MatchInput, Policy, Role, RuleDecision};
 use crate::signing::Secret;
@@ -78,7 +78,20 @@ pub struct Service {
     /// Wakes the scheduler when a nearer deadline may exist.
     pub timers_changed: Notify,
     max_wait: Duration,
+    /// Whether changes are mirrored to Slack (a sync effect per change).
+    slack: bool,
     shutdown: CancellationToken,
+}
+
+/// Why a vote was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum VoteError {
+    #[error(transparent)]
+    Rejected(#[from] VoteRejected),
+    #[error("no such action")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// How many times a compare-and-set is retried against concurrent writers before giving up.
@@ -90,6 +103,7 @@ impl Service {
         waiters: Arc<Waiters>,
         loaded: Loaded,
         max_wait: Duration,
+        slack: bool,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
@@ -98,7 +112,17 @@ impl Service {
             loaded: RwLock::new(Arc::new(loaded)),
             timers_changed: Notify::new(),
             max_wait,
+            slack,
             shutdown,
+        }
+    }
+
+    /// The side effects every change of an action schedules, atomically with it.
+    fn effects(&self, id: &ActionId) -> Vec<Timer> {
+        if self.slack {
+            vec![Timer::slack_sync(id, Utc::now())]
+        } else {
+            Vec::new()
         }
     }
 
@@ -169,6 +193,9 @@ impl Service {
                 rule: eval.rule_name.clone(),
                 min_approvals: eval.min_approvals,
                 approvers: eval.approvers.clone(),
+                channel: eval.channel.clone(),
+                allow_self_approval: eval.allow_self_approval,
+                deny_reason_required: eval.deny_reason_required,
             },
             votes: Vec::new(),
             created_at: now,
@@ -191,8 +218,11 @@ impl Service {
                 )
                 .expect("a new action is pending");
         }
+        // An auto-decided action has no timers and posts nothing to Slack.
         let timers = if action.is_pending() {
-            vec![Timer::expire(&action)]
+            let mut t = self.effects(&action.id);
+            t.push(Timer::expire(&action));
+            t
         } else {
             Vec::new()
         };
@@ -366,25 +396,96 @@ impl Service {
         }
     }
 
+    /// Records a vote whose voter was already authorized (approver, not the requester
+    /// unless allowed). Deciding votes decide the action, exactly once.
+    pub async fn vote(
+        &self,
+        id: &ActionId,
+        user: &str,
+        vote: VoteKind,
+        reason: Option<String>,
+    ) -> Result<Action, VoteError> {
+        let result = self
+            .compare_and_set(id, |a| a.add_vote(user, vote, reason.clone(), Utc::now()))
+            .await;
+        match result {
+            Ok(Some(action)) => {
+                tracing::info!(action_id = %id, user, ?vote, status = %action.status, "vote recorded");
+                Ok(action)
+            }
+            Ok(None) => Err(VoteError::NotFound),
+            Err(CasError::Change(e)) => Err(VoteError::Rejected(e)),
+            Err(CasError::Store(e)) => Err(VoteError::Store(e)),
+            Err(CasError::Contended) => Err(VoteError::Store(StoreError::Unavailable(
+                "the action kept changing".into(),
+            ))),
+        }
+    }
+
+    /// Pending actions, oldest first, at most `limit`.
+    pub async fn pending(&self, limit: usize) -> ServiceResult<Vec<Action>> {
+        let mut actions = Vec::new();
+        for id in self.store.pending_ids(limit).await? {
+            if let Some(v) = self.store.load(&id).await?
+                && v.action.is_pending()
+            {
+                actions.push(v.action);
+            }
+        }
+        Ok(actions)
+    }
+
     /// Applies `change` to the pending action as a compare-and-set, retrying against
     /// concurrent writers. Exactly one caller moves it out of `pending`; the rest get
     /// `Conflict` naming the status it already has.
     async fn transition(
         &self,
         id: &ActionId,
-        mut change: impl FnMut(&mut Action) -> Result<(), AlreadyDecided>,
+        change: impl FnMut(&mut Action) -> Result<(), AlreadyDecided>,
     ) -> ServiceResult<Action> {
+        match self.compare_and_set(id, change).await {
+            Ok(Some(action)) => Ok(action),
+            Ok(None) => Err(ServiceError::NotFound),
+            Err(CasError::Change(e)) => Err(ServiceError::Conflict(e.to_string())),
+            Err(CasError::Store(e)) => Err(ServiceError::Store(e)),
+            Err(CasError::Contended) => Err(ServiceError::Conflict(
+                "the action kept changing; try again".into(),
+            )),
+        }
+    }
+
+    /// The one read-change-write loop: `None` when there is no such action.
+    async fn compare_and_set<E>(
+        &self,
+        id: &ActionId,
+        mut change: impl FnMut(&mut Action) -> Result<(), E>,
+    ) -> Result<Option<Action>, CasError<E>> {
+        let effects = self.effects(id);
         for _ in 0..CAS_ATTEMPTS {
-            let v = self.store.load(id).await?.ok_or(ServiceError::NotFound)?;
+            let Some(v) = self.store.load(id).await.map_err(CasError::Store)? else {
+                return Ok(None);
+            };
             let mut action = v.action;
-            change(&mut action).map_err(|e| ServiceError::Conflict(e.to_string()))?;
+            change(&mut action).map_err(CasError::Change)?;
             let json = serde_json::to_string(&action).expect("actions serialize");
-            if self.store.replace(v.rev, &action, &json).await? {
-                return Ok(action);
+            if self
+                .store
+                .replace(v.rev, &action, &json, &effects)
+                .await
+                .map_err(CasError::Store)?
+            {
+                if self.slack {
+                    self.timers_changed.notify_one();
+                }
+                return Ok(Some(action));
             }
         }
-        Err(ServiceError::Conflict(
-            "the action kept changing; try again".into(),
-        ))
+        Err(CasError::Contended)
     }
+}
+
+enum CasError<E> {
+    Change(E),
+    Store(StoreError),
+    Contended,
 }

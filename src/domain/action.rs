@@ -116,11 +116,19 @@ pub struct Requester {
 
 /// The rule an action was created under, frozen into the action so a policy reload
 /// never changes what a pending action needs.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PolicySnapshot {
     pub rule: String,
     pub min_approvals: u32,
+    /// Slack user ids, `@handle`/`S…` groups, emails; empty means anyone but the requester.
     pub approvers: Vec<String>,
+    /// The Slack channel the approval message goes to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    #[serde(default)]
+    pub allow_self_approval: bool,
+    #[serde(default)]
+    pub deny_reason_required: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,6 +205,15 @@ pub struct Action {
 #[error("action is already {0}")]
 pub struct AlreadyDecided(pub Status);
 
+/// Why a vote changed nothing.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum VoteRejected {
+    #[error("this action is already {0}")]
+    Decided(Status),
+    #[error("you already voted on this action")]
+    AlreadyVoted,
+}
+
 impl Action {
     pub fn is_pending(&self) -> bool {
         self.status == Status::Pending
@@ -229,6 +246,49 @@ impl Action {
             reason,
             grant: None,
         });
+        Ok(())
+    }
+}
+
+impl Action {
+    /// Records one person's vote. One deny denies; `min_approvals` distinct approvals
+    /// approve. Who may vote at all is decided before this (approvers, self-approval).
+    pub fn add_vote(
+        &mut self,
+        user: &str,
+        vote: VoteKind,
+        reason: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<(), VoteRejected> {
+        if !self.is_pending() {
+            return Err(VoteRejected::Decided(self.status));
+        }
+        if self.votes.iter().any(|v| v.user == user) {
+            return Err(VoteRejected::AlreadyVoted);
+        }
+        self.votes.push(Vote {
+            user: user.to_owned(),
+            vote,
+            at: now,
+        });
+        let decided = match vote {
+            VoteKind::Deny => Some((Outcome::Denied, vec![user.to_owned()])),
+            VoteKind::Approve => {
+                let approvers: Vec<String> = self
+                    .votes
+                    .iter()
+                    .filter(|v| v.vote == VoteKind::Approve)
+                    .map(|v| v.user.clone())
+                    .collect();
+                (approvers.len() >= self.policy.min_approvals.max(1) as usize)
+                    .then_some((Outcome::Approved, approvers))
+            }
+        };
+        if let Some((outcome, people)) = decided {
+            let reason = reason.filter(|_| outcome == Outcome::Denied);
+            self.decide(outcome, DecidedBy::People(people), reason, now)
+                .expect("checked pending above");
+        }
         Ok(())
     }
 }
@@ -275,8 +335,8 @@ mod tests {
             client: "payments-api".into(),
             policy: PolicySnapshot {
                 rule: "default".into(),
-                min_approvals: 1,
-                approvers: vec![],
+                min_approvals: 2,
+                ..Default::default()
             },
             votes: vec![],
             created_at: now,
@@ -316,6 +376,35 @@ mod tests {
         assert_eq!(err, AlreadyDecided(Status::Denied));
         assert_eq!(a.status, Status::Denied);
         assert_eq!(a.decision.as_ref().unwrap().reason.as_deref(), Some("no"));
+    }
+
+    #[test]
+    fn quorum_approves_and_one_deny_denies() {
+        let now = Utc::now();
+        let mut a = pending();
+        a.add_vote("U1", VoteKind::Approve, None, now).unwrap();
+        assert_eq!(a.status, Status::Pending);
+        assert_eq!(
+            a.add_vote("U1", VoteKind::Approve, None, now),
+            Err(VoteRejected::AlreadyVoted)
+        );
+        a.add_vote("U2", VoteKind::Approve, None, now).unwrap();
+        assert_eq!(a.status, Status::Approved);
+        assert_eq!(a.decision.as_ref().unwrap().decided_by, vec!["U1", "U2"]);
+        assert_eq!(
+            a.add_vote("U3", VoteKind::Deny, None, now),
+            Err(VoteRejected::Decided(Status::Approved))
+        );
+        assert_eq!(a.votes.len(), 2);
+
+        let mut b = pending();
+        b.add_vote("U1", VoteKind::Approve, None, now).unwrap();
+        b.add_vote("U2", VoteKind::Deny, Some("not today".into()), now)
+            .unwrap();
+        assert_eq!(b.status, Status::Denied);
+        let d = b.decision.unwrap();
+        assert_eq!(d.decided_by, vec!["U2"]);
+        assert_eq!(d.reason.as_deref(), Some("not today"));
     }
 
     #[test]

@@ -6,6 +6,6 @@ mod request;
 
 pub use action::{
     Action, ActionId, AlreadyDecided, DecidedBy, Decision, Grant, InvalidActionId, Outcome,
-    PolicySnapshot, Requester, Status, Vote, VoteKind, rfc3339,
+    PolicySnapshot, Requester, Status, Vote, VoteKind, VoteRejected, rfc3339,
 };
 pub use request::{ActionRequest, Invalid, ValidRequest, from_json, is_action_name};

@@ -15,5 +15,8 @@ pub fn router() -> Router<AppState> {
 
 async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     state.service.store().ping().await?;
-    Ok(Json(json!({"status": "ready"})))
+    let slack = state.slack.as_ref().map_or("disabled", |s| s.auth_status());
+    Ok(Json(
+        json!({"status": "ready", "store": "ok", "slack": slack}),
+    ))
 }

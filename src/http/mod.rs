@@ -4,8 +4,10 @@ mod actions;
 pub mod error;
 mod health;
 pub mod signed;
+mod slack;
 
 use crate::service::Service;
+use crate::slack::Slack;
 use axum::Router;
 use axum::extract::MatchedPath;
 use axum::http::Request;
@@ -18,12 +20,15 @@ use tower_http::trace::TraceLayer;
 #[derive(Clone)]
 pub struct AppState {
     pub service: Arc<Service>,
+    /// Present when Slack is configured.
+    pub slack: Option<Arc<Slack>>,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(actions::router())
         .merge(health::router())
+        .merge(slack::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async {
             ApiError::Invalid("method not allowed on this route".into())

@@ -3,7 +3,8 @@
 //! every behaviour test runs the same on both.
 
 use super::{
-    Created, DECIDED_RETENTION, NewAction, Store, StoreError, StoreResult, Timer, Versioned,
+    Created, DECIDED_RETENTION, NewAction, SlackState, Store, StoreError, StoreResult, Timer,
+    Versioned,
 };
 use crate::domain::{Action, ActionId};
 use crate::waiters::Waiters;
@@ -19,11 +20,13 @@ struct Record {
     json: Bytes,
     /// When a decided action is forgotten.
     forget_at: Option<Instant>,
+    slack: Option<SlackState>,
 }
 
 #[derive(Default)]
 struct Inner {
     actions: HashMap<String, Record>,
+    pending: BTreeSet<String>,
     /// (client, request id) -> (value, expires)
     idempotency: HashMap<(String, String), (String, Instant)>,
     seen: HashMap<(String, String), Instant>,
@@ -34,6 +37,12 @@ struct Inner {
 }
 
 impl Inner {
+    fn set_timer_if_absent(&mut self, member: String, due_ms: i64) {
+        if !self.timer_due.contains_key(&member) {
+            self.set_timer(member, due_ms);
+        }
+    }
+
     fn set_timer(&mut self, member: String, due_ms: i64) {
         if let Some(old) = self.timer_due.insert(member.clone(), due_ms) {
             self.timers.remove(&(old, member.clone()));
@@ -120,9 +129,11 @@ impl Store for MemoryStore {
                     rev: 1,
                     json: json.clone(),
                     forget_at: decided.then(|| now + DECIDED_RETENTION),
+                    slack: None,
                 },
             );
             if !decided {
+                inner.pending.insert(new.action.id.to_string());
                 for t in new.timers {
                     inner.set_timer(t.member(), t.due_ms());
                 }
@@ -141,18 +152,24 @@ impl Store for MemoryStore {
             inner
                 .actions
                 .get(id.as_str())
-                .map(|r| (r.rev, r.json.clone()))
+                .map(|r| (r.rev, r.json.clone(), r.slack.clone()))
         };
         record
-            .map(|(rev, json)| {
+            .map(|(rev, json, slack)| {
                 let action: Action = serde_json::from_slice(&json)
                     .map_err(|e| StoreError::Corrupt(format!("action {id}: {e}")))?;
-                Ok(Versioned { action, rev })
+                Ok(Versioned { action, rev, slack })
             })
             .transpose()
     }
 
-    async fn replace(&self, expected_rev: u64, action: &Action, json: &str) -> StoreResult<bool> {
+    async fn replace(
+        &self,
+        expected_rev: u64,
+        action: &Action,
+        json: &str,
+        effects: &[Timer],
+    ) -> StoreResult<bool> {
         let json = Bytes::copy_from_slice(json.as_bytes());
         let decided = !action.is_pending();
         {
@@ -167,6 +184,10 @@ impl Store for MemoryStore {
             record.json = json.clone();
             if decided {
                 record.forget_at = Some(Instant::now() + DECIDED_RETENTION);
+                inner.pending.remove(action.id.as_str());
+            }
+            for t in effects {
+                inner.set_timer_if_absent(t.member(), t.due_ms());
             }
         }
         if decided {
@@ -211,6 +232,49 @@ impl Store for MemoryStore {
         let member = timer.member();
         if let Some(ms) = inner.timer_due.remove(&member) {
             inner.timers.remove(&(ms, member));
+        }
+        Ok(())
+    }
+
+    async fn set_slack(&self, id: &ActionId, state: &SlackState) -> StoreResult<()> {
+        if let Some(record) = self.lock().actions.get_mut(id.as_str()) {
+            record.slack = Some(state.clone());
+        }
+        Ok(())
+    }
+
+    async fn pending_ids(&self, limit: usize) -> StoreResult<Vec<ActionId>> {
+        Ok(self
+            .lock()
+            .pending
+            .iter()
+            .filter_map(|id| id.parse().ok())
+            .take(limit)
+            .collect())
+    }
+
+    async fn finish_if_current(&self, timer: &Timer, rev: u64) -> StoreResult<()> {
+        let mut inner = self.lock();
+        let current = inner
+            .actions
+            .get(timer.action_id.as_str())
+            .is_none_or(|r| r.rev == rev);
+        let member = timer.member();
+        if current {
+            if let Some(ms) = inner.timer_due.remove(&member) {
+                inner.timers.remove(&(ms, member));
+            }
+        } else if inner.timer_due.contains_key(&member) {
+            inner.set_timer(member, Utc::now().timestamp_millis());
+        }
+        Ok(())
+    }
+
+    async fn reschedule(&self, timer: &Timer, due: DateTime<Utc>) -> StoreResult<()> {
+        let mut inner = self.lock();
+        let member = timer.member();
+        if inner.timer_due.contains_key(&member) {
+            inner.set_timer(member, due.timestamp_millis());
         }
         Ok(())
     }

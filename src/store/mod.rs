@@ -41,6 +41,20 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct Versioned {
     pub action: Action,
     pub rev: u64,
+    /// Where its Slack message is and what of it was announced (kept beside the action,
+    /// outside its compare-and-set: it never changes what was decided).
+    pub slack: Option<SlackState>,
+}
+
+/// The Slack message of an action and how far the thread and the requester were told.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SlackState {
+    pub channel: String,
+    pub ts: String,
+    /// Votes already posted in the thread.
+    pub votes_posted: usize,
+    /// The outcome was posted in the thread and sent to the requester.
+    pub outcome_posted: bool,
 }
 
 /// A new action, keyed for idempotency by the sending client and its `webhook-id`.
@@ -70,6 +84,9 @@ pub enum Created {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimerKind {
     Expire,
+    /// Make the action's Slack message (and thread, and requester DM) match its state.
+    /// Scheduled with every change; runs on one replica at a time.
+    SlackSync,
 }
 
 /// A durable deadline: one sorted-set member per (kind, action).
@@ -89,10 +106,20 @@ impl Timer {
         }
     }
 
-    pub fn member(&self) -> String {
-        match self.kind {
-            TimerKind::Expire => format!("expire:{}", self.action_id),
+    pub fn slack_sync(action_id: &ActionId, due: DateTime<Utc>) -> Self {
+        Self {
+            kind: TimerKind::SlackSync,
+            action_id: action_id.clone(),
+            due,
         }
+    }
+
+    pub fn member(&self) -> String {
+        let kind = match self.kind {
+            TimerKind::Expire => "expire",
+            TimerKind::SlackSync => "slack",
+        };
+        format!("{kind}:{}", self.action_id)
     }
 
     pub fn due_ms(&self) -> i64 {
@@ -103,6 +130,7 @@ impl Timer {
         let (kind, id) = member.split_once(':')?;
         let kind = match kind {
             "expire" => TimerKind::Expire,
+            "slack" => TimerKind::SlackSync,
             _ => return None,
         };
         Some(Self {
@@ -134,8 +162,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Replaces a pending action if it is still at `rev`. When `action` is no longer
     /// pending, it is published on its decision channel in the same atomic step.
+    /// `effects` are scheduled in that step too, unless already scheduled (their worker
+    /// re-runs them if the action changed while it worked: see [`Store::finish_if_current`]).
     /// Returns `false` when someone else changed it first.
-    async fn replace(&self, expected_rev: u64, action: &Action, json: &str) -> StoreResult<bool>;
+    async fn replace(
+        &self,
+        expected_rev: u64,
+        action: &Action,
+        json: &str,
+        effects: &[Timer],
+    ) -> StoreResult<bool>;
+
+    /// Records where the action's Slack message is and what was announced.
+    async fn set_slack(&self, id: &ActionId, state: &SlackState) -> StoreResult<()>;
+
+    /// Ids of pending actions, at most `limit`.
+    async fn pending_ids(&self, limit: usize) -> StoreResult<Vec<ActionId>>;
 
     /// Claims up to `limit` timers due at `now` for `lease`: a claimed timer is invisible
     /// to other replicas until the lease runs out, so a crash mid-work only delays it.
@@ -148,6 +190,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes a timer whose work is done.
     async fn finish(&self, timer: &Timer) -> StoreResult<()>;
+
+    /// Removes an effect timer if the action is still at `rev` (the state its work
+    /// reflected); otherwise makes it due now, so the change is reflected too.
+    async fn finish_if_current(&self, timer: &Timer, rev: u64) -> StoreResult<()>;
+
+    /// Moves a claimed timer to `due` (a retry later).
+    async fn reschedule(&self, timer: &Timer, due: DateTime<Utc>) -> StoreResult<()>;
 
     /// When the earliest timer is due, if any.
     async fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>>;

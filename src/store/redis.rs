@@ -2,7 +2,7 @@
 //! per process, whose single task fans decisions out to local waiters.
 //!
 //! Keys (prefix `GREENLIGHT_REDIS_PREFIX`, default `greenlight`), documented in docs/redis.md:
-//! - `{p}:action:{id}`: hash `rev`, `status`, `json` (the action object)
+//! - `{p}:action:{id}`: hash `rev`, `status`, `json` (the action object), `slack` (message state)
 //! - `{p}:idem:{client}:{webhook-id}`: `"{body sha256} {action id}"`, 24 h
 //! - `{p}:seen:{client}:{webhook-id}`: replay guard, 10 min
 //! - `{p}:pending`: set of pending action ids
@@ -10,8 +10,8 @@
 //! - channel `{p}:decision:{id}`: the action JSON, once, when it leaves `pending`
 
 use super::{
-    Created, DECIDED_RETENTION, IDEMPOTENCY_TTL, NewAction, Store, StoreError, StoreResult, Timer,
-    Versioned, memory::parse_existing,
+    Created, DECIDED_RETENTION, IDEMPOTENCY_TTL, NewAction, SlackState, Store, StoreError,
+    StoreResult, Timer, Versioned, memory::parse_existing,
 };
 use crate::domain::{Action, ActionId};
 use crate::waiters::Waiters;
@@ -29,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 const CREATE: &str = include_str!("scripts/create.lua");
 const REPLACE: &str = include_str!("scripts/replace.lua");
 const CLAIM: &str = include_str!("scripts/claim.lua");
+const FINISH_IF_CURRENT: &str = include_str!("scripts/finish_if_current.lua");
+const SET_SLACK: &str = include_str!("scripts/set_slack.lua");
 
 #[derive(Clone, Debug)]
 pub struct RedisStoreConfig {
@@ -42,6 +44,8 @@ pub struct RedisStore {
     create: Script,
     replace: Script,
     claim: Script,
+    finish_if_current: Script,
+    set_slack: Script,
     subscribed: Arc<AtomicBool>,
 }
 
@@ -102,6 +106,8 @@ impl RedisStore {
             create: Script::new(CREATE),
             replace: Script::new(REPLACE),
             claim: Script::new(CLAIM),
+            finish_if_current: Script::new(FINISH_IF_CURRENT),
+            set_slack: Script::new(SET_SLACK),
             subscribed: Arc::default(),
         });
         tokio::spawn(subscriber(client, store.clone(), waiters, shutdown));
@@ -171,10 +177,11 @@ impl Store for RedisStore {
 
     async fn load(&self, id: &ActionId) -> StoreResult<Option<Versioned>> {
         let mut conn = self.conn.clone();
-        let (rev, json): (Option<u64>, Option<String>) = cmd("HMGET")
+        let (rev, json, slack): (Option<u64>, Option<String>, Option<String>) = cmd("HMGET")
             .arg(self.keys.action(id.as_str()))
             .arg("rev")
             .arg("json")
+            .arg("slack")
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -183,26 +190,64 @@ impl Store for RedisStore {
         };
         let action = serde_json::from_str(&json)
             .map_err(|e| StoreError::Corrupt(format!("action {id}: {e}")))?;
-        Ok(Some(Versioned { action, rev }))
+        let slack = slack
+            .map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("slack state of {id}: {e}")))?;
+        Ok(Some(Versioned { action, rev, slack }))
     }
 
-    async fn replace(&self, expected_rev: u64, action: &Action, json: &str) -> StoreResult<bool> {
+    async fn replace(
+        &self,
+        expected_rev: u64,
+        action: &Action,
+        json: &str,
+        effects: &[Timer],
+    ) -> StoreResult<bool> {
         let id = action.id.as_str();
-        let mut conn = self.conn.clone();
-        let applied: i64 = self
-            .replace
-            .key(self.keys.action(id))
+        let mut inv = self.replace.prepare_invoke();
+        inv.key(self.keys.action(id))
             .key(self.keys.pending())
+            .key(self.keys.timers())
             .arg(expected_rev)
             .arg(action.status.as_str())
             .arg(json)
             .arg(self.keys.channel(id))
             .arg(DECIDED_RETENTION.as_secs())
-            .arg(id)
+            .arg(id);
+        for t in effects {
+            inv.arg(t.due_ms()).arg(t.member());
+        }
+        let mut conn = self.conn.clone();
+        let applied: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
+        Ok(applied > 0)
+    }
+
+    async fn set_slack(&self, id: &ActionId, state: &SlackState) -> StoreResult<()> {
+        let json = serde_json::to_string(state).expect("slack state serializes");
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .set_slack
+            .key(self.keys.action(id.as_str()))
+            .arg(json)
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        Ok(applied > 0)
+        Ok(())
+    }
+
+    async fn pending_ids(&self, limit: usize) -> StoreResult<Vec<ActionId>> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = cmd("SMEMBERS")
+            .arg(self.keys.pending())
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let mut ids: Vec<ActionId> = ids.iter().filter_map(|id| id.parse().ok()).collect();
+        // ULIDs sort by creation time: oldest first.
+        ids.sort();
+        ids.truncate(limit);
+        Ok(ids)
     }
 
     async fn claim_due(
@@ -244,6 +289,34 @@ impl Store for RedisStore {
         let mut conn = self.conn.clone();
         let _: i64 = cmd("ZREM")
             .arg(self.keys.timers())
+            .arg(timer.member())
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn finish_if_current(&self, timer: &Timer, rev: u64) -> StoreResult<()> {
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .finish_if_current
+            .key(self.keys.timers())
+            .key(self.keys.action(timer.action_id.as_str()))
+            .arg(timer.member())
+            .arg(rev)
+            .arg(Utc::now().timestamp_millis())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn reschedule(&self, timer: &Timer, due: DateTime<Utc>) -> StoreResult<()> {
+        let mut conn = self.conn.clone();
+        let _: i64 = cmd("ZADD")
+            .arg(self.keys.timers())
+            .arg("XX")
+            .arg(due.timestamp_millis())
             .arg(timer.member())
             .query_async(&mut conn)
             .await

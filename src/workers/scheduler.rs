@@ -6,6 +6,7 @@
 
 use crate::domain::ActionId;
 use crate::service::{Service, ServiceError};
+use crate::slack::{Slack, Synced};
 use crate::store::{StoreError, Timer, TimerKind};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -25,11 +26,12 @@ pub struct Step {
 
 pub struct Scheduler {
     service: Arc<Service>,
+    slack: Option<Arc<Slack>>,
 }
 
 impl Scheduler {
-    pub fn new(service: Arc<Service>) -> Self {
-        Self { service }
+    pub fn new(service: Arc<Service>, slack: Option<Arc<Slack>>) -> Self {
+        Self { service, slack }
     }
 
     /// Fires every timer due at `now`, then reports when the next one is due.
@@ -40,8 +42,7 @@ impl Scheduler {
             let due = store.claim_due(now, BATCH, LEASE).await?;
             let n = due.len();
             for timer in due {
-                if self.fire(&timer).await {
-                    store.finish(&timer).await?;
+                if self.fire(&timer).await? {
                     fired += 1;
                 }
             }
@@ -55,11 +56,30 @@ impl Scheduler {
         })
     }
 
-    /// Returns whether the timer's work is done (or moot); `false` leaves it to the lease.
-    async fn fire(&self, timer: &Timer) -> bool {
+    /// Does a timer's work and settles it in the store: removed when done, moved when to
+    /// be retried, left to its lease when it failed. Returns whether it was done.
+    async fn fire(&self, timer: &Timer) -> Result<bool, StoreError> {
+        let store = self.service.store();
         match timer.kind {
-            TimerKind::Expire => self.expire(&timer.action_id).await,
+            TimerKind::Expire => {
+                if !self.expire(&timer.action_id).await {
+                    return Ok(false);
+                }
+                store.finish(timer).await?;
+            }
+            TimerKind::SlackSync => match &self.slack {
+                // Slack was switched off since: nothing to keep in sync.
+                None => store.finish(timer).await?,
+                Some(slack) => match slack.sync(store.as_ref(), &timer.action_id).await? {
+                    Synced::Reflected(rev) => store.finish_if_current(timer, rev).await?,
+                    Synced::RetryAt(at) => {
+                        store.reschedule(timer, at).await?;
+                        return Ok(false);
+                    }
+                },
+            },
         }
+        Ok(true)
     }
 
     async fn expire(&self, id: &ActionId) -> bool {

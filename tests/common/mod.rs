@@ -2,6 +2,8 @@
 //! own `redis-server` when the backend is Redis, and a client that signs like a real one.
 #![allow(dead_code)]
 
+pub mod slack;
+
 use greenlight::app::Application;
 use greenlight::config::Settings;
 use greenlight::service::Service;
@@ -217,6 +219,7 @@ pub struct TestApp {
     pub policy_file: PathBuf,
     /// This app's Redis key prefix.
     pub prefix: String,
+    slack_api_base: Option<String>,
     _policy_dir: Arc<tempfile::TempDir>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -237,7 +240,13 @@ pub struct AppOptions {
     pub policy: String,
     pub prefix: String,
     pub max_wait_seconds: u64,
+    /// The fake Slack's API base; Slack is on (with [`SLACK_SIGNING_SECRET`]) when set.
+    pub slack_api_base: Option<String>,
 }
+
+/// The signing secret of the Slack app in tests.
+pub const SLACK_SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+pub const SLACK_BOT_TOKEN: &str = "xoxb-test-token-not-a-real-one";
 
 impl Default for AppOptions {
     fn default() -> Self {
@@ -245,6 +254,7 @@ impl Default for AppOptions {
             policy: POLICY.into(),
             prefix: format!("test{}", ulid::Ulid::new()),
             max_wait_seconds: 60,
+            slack_api_base: None,
         }
     }
 }
@@ -279,6 +289,12 @@ async fn start(
     if let Backend::Redis(r) = &backend {
         settings.redis_url = Some(r.url().into());
     }
+    if let Some(base) = &options.slack_api_base {
+        settings.slack_api_base = base.clone();
+        settings.slack_bot_token = Some(SLACK_BOT_TOKEN.into());
+        settings.slack_signing_secret = Some(SLACK_SIGNING_SECRET.into());
+        settings.slack_default_channel = Some("#approvals".into());
+    }
     for (client, secret) in &secrets {
         settings.secrets.insert(
             format!("TEST_{}_SECRET", client.to_uppercase()),
@@ -300,6 +316,7 @@ async fn start(
         backend,
         policy_file,
         prefix: options.prefix.clone(),
+        slack_api_base: options.slack_api_base.clone(),
         _policy_dir: dir,
         server: Some(server),
     }
@@ -310,6 +327,7 @@ impl TestApp {
     pub async fn replica(&self, prefix: &str) -> TestApp {
         let options = AppOptions {
             prefix: prefix.into(),
+            slack_api_base: self.slack_api_base.clone(),
             ..Default::default()
         };
         start(

@@ -1,13 +1,17 @@
 -- Compare-and-set of a pending action; publishes it when it leaves pending.
 -- A decided action is never changed again.
--- KEYS: action key, pending set
--- ARGV: expected rev, new status, new json, decision channel, decided retention s, action id
+-- KEYS: action key, pending set, timers zset
+-- ARGV: expected rev, new status, new json, decision channel, decided retention s,
+--       action id, then (due ms, member) pairs of effects to schedule unless scheduled
 local cur = redis.call('HMGET', KEYS[1], 'rev', 'status')
 if not cur[1] or cur[1] ~= ARGV[1] or cur[2] ~= 'pending' then
   return 0
 end
 local rev = tonumber(cur[1]) + 1
 redis.call('HSET', KEYS[1], 'rev', rev, 'status', ARGV[2], 'json', ARGV[3])
+for i = 7, #ARGV, 2 do
+  redis.call('ZADD', KEYS[3], 'NX', ARGV[i], ARGV[i + 1])
+end
 if ARGV[2] ~= 'pending' then
   redis.call('SREM', KEYS[2], ARGV[6])
   redis.call('EXPIRE', KEYS[1], ARGV[5])

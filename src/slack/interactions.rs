@@ -1,0 +1,344 @@
+//! Button clicks and modal submissions from Slack. Slack wants an answer within 3 s, so
+//! the HTTP handler answers at once and the vote runs as tracked background work; the
+//! clicker hears about a refused vote through an ephemeral reply on `response_url`.
+
+use super::Slack;
+use super::directory::is_user_id;
+use super::render::{
+    APPROVE_ACTION_ID, DENY_ACTION_ID, DENY_REASON_BLOCK_ID, DENY_REASON_CALLBACK_ID,
+    DENY_REASON_INPUT_ID,
+};
+use crate::domain::{Action, ActionId, VoteKind, VoteRejected};
+use crate::service::{Service, VoteError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Interaction {
+    BlockActions(BlockActions),
+    ViewSubmission(ViewSubmission),
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct User {
+    pub id: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BlockActions {
+    pub user: User,
+    #[serde(default)]
+    pub actions: Vec<ActionInfo>,
+    pub response_url: Option<String>,
+    pub trigger_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ActionInfo {
+    pub action_id: String,
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ViewSubmission {
+    pub user: User,
+    pub view: View,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct View {
+    #[serde(default)]
+    pub callback_id: String,
+    #[serde(default)]
+    pub private_metadata: String,
+    #[serde(default)]
+    pub state: ViewState,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ViewState {
+    #[serde(default)]
+    pub values: HashMap<String, HashMap<String, InputValue>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InputValue {
+    pub value: Option<String>,
+}
+
+/// The immediate answer to Slack's HTTP request.
+pub enum Ack {
+    /// 200 with an empty body.
+    Empty,
+    /// 200 with this JSON (e.g. modal validation errors).
+    Json(Value),
+}
+
+/// Where to tell the clicker why nothing happened.
+struct Reply<'a> {
+    response_url: Option<&'a str>,
+}
+
+impl Slack {
+    /// Dispatches one interaction; votes continue in the background.
+    pub fn handle(self: &Arc<Self>, service: &Arc<Service>, interaction: Interaction) -> Ack {
+        match interaction {
+            Interaction::BlockActions(click) => {
+                for action in click.actions {
+                    let vote = match action.action_id.as_str() {
+                        APPROVE_ACTION_ID => VoteKind::Approve,
+                        DENY_ACTION_ID => VoteKind::Deny,
+                        _ => continue,
+                    };
+                    let (slack, service) = (self.clone(), service.clone());
+                    let user = click.user.id.clone();
+                    let value = action.value.unwrap_or_default();
+                    let response_url = click.response_url.clone();
+                    let trigger_id = click.trigger_id.clone();
+                    self.spawn("vote", async move {
+                        slack
+                            .click(&service, &user, vote, &value, response_url, trigger_id)
+                            .await
+                    });
+                }
+                Ack::Empty
+            }
+            Interaction::ViewSubmission(sub) if sub.view.callback_id == DENY_REASON_CALLBACK_ID => {
+                let reason = sub
+                    .view
+                    .state
+                    .values
+                    .get(DENY_REASON_BLOCK_ID)
+                    .and_then(|b| b.get(DENY_REASON_INPUT_ID))
+                    .and_then(|v| v.value.as_deref())
+                    .map(str::trim)
+                    .unwrap_or_default()
+                    .to_owned();
+                if reason.is_empty() {
+                    return Ack::Json(json!({
+                        "response_action": "errors",
+                        "errors": { DENY_REASON_BLOCK_ID: "Please say why you deny this action." }
+                    }));
+                }
+                let (slack, service) = (self.clone(), service.clone());
+                let user = sub.user.id;
+                let value = sub.view.private_metadata;
+                self.spawn("deny with reason", async move {
+                    let reply = Reply { response_url: None };
+                    slack
+                        .cast(
+                            &service,
+                            &user,
+                            VoteKind::Deny,
+                            &value,
+                            Some(reason),
+                            &reply,
+                        )
+                        .await;
+                });
+                Ack::Empty
+            }
+            _ => Ack::Empty,
+        }
+    }
+
+    async fn click(
+        &self,
+        service: &Service,
+        user: &str,
+        vote: VoteKind,
+        value: &str,
+        response_url: Option<String>,
+        trigger_id: Option<String>,
+    ) {
+        let reply = Reply {
+            response_url: response_url.as_deref(),
+        };
+        let Some(action) = self.votable(service, user, value, &reply).await else {
+            return;
+        };
+        if vote == VoteKind::Deny && action.policy.deny_reason_required {
+            let Some(trigger_id) = trigger_id else {
+                return self
+                    .tell(&reply, "Slack sent no trigger to open the reason form.")
+                    .await;
+            };
+            let view = super::render::deny_reason_modal(&action);
+            if let Err(e) = self.api.open_view(&trigger_id, &view).await {
+                tracing::warn!(action_id = %action.id, error = %e, "cannot open the deny-reason modal");
+                self.tell(
+                    &reply,
+                    "Greenlight could not open the reason form; please try again.",
+                )
+                .await;
+            }
+            return;
+        }
+        self.cast(service, user, vote, value, None, &reply).await;
+    }
+
+    async fn cast(
+        &self,
+        service: &Service,
+        user: &str,
+        vote: VoteKind,
+        value: &str,
+        reason: Option<String>,
+        reply: &Reply<'_>,
+    ) {
+        let Some(action) = self.votable(service, user, value, reply).await else {
+            return;
+        };
+        match service.vote(&action.id, user, vote, reason).await {
+            Ok(_) => {}
+            Err(VoteError::Rejected(VoteRejected::AlreadyVoted)) => {
+                self.reject(&action, user, reply, "You already voted on this action.")
+                    .await
+            }
+            Err(VoteError::Rejected(VoteRejected::Decided(_))) | Err(VoteError::NotFound) => {
+                let now = service.store().load(&action.id).await.ok().flatten();
+                let text = now.map_or_else(
+                    || "This action no longer exists.".to_owned(),
+                    |v| decided_text(&v.action),
+                );
+                self.reject(&action, user, reply, &text).await
+            }
+            Err(VoteError::Store(e)) => {
+                tracing::warn!(action_id = %action.id, error = %e, "cannot record a vote");
+                self.tell(reply, "Greenlight cannot record your vote right now; nothing changed. Please try again.")
+                    .await
+            }
+        }
+    }
+
+    /// The action, if `user` may vote on it now; otherwise tells them why not.
+    async fn votable(
+        &self,
+        service: &Service,
+        user: &str,
+        value: &str,
+        reply: &Reply<'_>,
+    ) -> Option<Action> {
+        let Ok(id) = value.parse::<ActionId>() else {
+            self.tell(reply, "This button does not belong to a Greenlight action.")
+                .await;
+            return None;
+        };
+        let action = match service.store().load(&id).await {
+            Ok(Some(v)) => v.action,
+            Ok(None) => {
+                self.tell(reply, "This action no longer exists.").await;
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(action_id = %id, error = %e, "cannot load an action for a vote");
+                self.tell(
+                    reply,
+                    "Greenlight cannot reach its store; nothing changed. Please try again.",
+                )
+                .await;
+                return None;
+            }
+        };
+        if !action.is_pending() {
+            self.reject(&action, user, reply, &decided_text(&action))
+                .await;
+            return None;
+        }
+        if !action.policy.allow_self_approval && self.is_requester(&action, user).await {
+            self.reject(
+                &action,
+                user,
+                reply,
+                "You requested this action, so someone else has to approve or deny it.",
+            )
+            .await;
+            return None;
+        }
+        match self
+            .directory
+            .is_approver(&action.policy.approvers, user)
+            .await
+        {
+            Ok(true) => Some(action),
+            Ok(false) => {
+                let text = format!(
+                    "You are not an approver for rule `{}`.",
+                    super::render::escape(&action.policy.rule)
+                );
+                self.reject(&action, user, reply, &text).await;
+                None
+            }
+            Err(e) => {
+                tracing::warn!(action_id = %id, error = %e, "cannot resolve approvers");
+                self.tell(reply, "Greenlight cannot check the approvers with Slack right now; nothing changed. Please try again.")
+                    .await;
+                None
+            }
+        }
+    }
+
+    async fn is_requester(&self, action: &Action, user: &str) -> bool {
+        let r = &action.requester;
+        if r.slack_user_id.as_deref() == Some(user) {
+            return true;
+        }
+        match r.email.as_deref() {
+            // When Slack cannot say who owns the email, fail closed: treat as the requester.
+            Some(email) => match self.directory.user_for_email(email).await {
+                Ok(owner) => owner.as_deref() == Some(user),
+                Err(_) => true,
+            },
+            None => false,
+        }
+    }
+
+    async fn reject(&self, action: &Action, user: &str, reply: &Reply<'_>, why: &str) {
+        tracing::info!(action_id = %action.id, user, why, "vote rejected");
+        self.tell(reply, why).await;
+    }
+
+    /// An ephemeral reply to the clicker.
+    async fn tell(&self, reply: &Reply<'_>, text: &str) {
+        let Some(url) = reply.response_url else {
+            return;
+        };
+        let body = json!({"response_type": "ephemeral", "replace_original": false, "text": text});
+        if let Err(e) = self.api.respond(url, &body).await {
+            tracing::warn!(error = %e, "cannot send an ephemeral reply");
+        }
+    }
+}
+
+fn decided_text(action: &Action) -> String {
+    let by = action
+        .decision
+        .as_ref()
+        .map(|d| {
+            if let Some(rule) = &d.by_policy {
+                format!(" by policy rule `{}`", super::render::escape(rule))
+            } else if d.decided_by.is_empty() {
+                String::new()
+            } else {
+                let people: Vec<String> = d
+                    .decided_by
+                    .iter()
+                    .map(|p| {
+                        if is_user_id(p) {
+                            format!("<@{p}>")
+                        } else {
+                            super::render::escape(p)
+                        }
+                    })
+                    .collect();
+                format!(" by {}", people.join(", "))
+            }
+        })
+        .unwrap_or_default();
+    format!("This action is already {}{by}.", action.status)
+}

@@ -1,0 +1,165 @@
+//! Keeping Slack true: one effect, run by the scheduler after every change of an action,
+//! makes Slack match the stored state: the message posted (once, while pending), updated
+//! in place, each vote posted in its thread, and the outcome announced in the thread and
+//! to the requester. What was announced is recorded, so a re-run repeats nothing.
+
+use super::Slack;
+use super::api::SlackError;
+use super::directory::is_user_id;
+use super::render;
+use crate::domain::{Action, ActionId};
+use crate::store::{SlackState, Store, StoreError};
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+/// What a sync did with the action's state.
+#[derive(Debug, PartialEq)]
+pub enum Synced {
+    /// Slack shows revision `rev` of the action (or the action is gone).
+    Reflected(u64),
+    /// Slack could not be reached; try again then.
+    RetryAt(DateTime<Utc>),
+}
+
+/// After this long, a Slack message that still cannot be synced is given up on.
+const GIVE_UP_AFTER: chrono::Duration = chrono::Duration::hours(24);
+const RETRY_AFTER: Duration = Duration::from_secs(10);
+
+enum Step {
+    Retry(DateTime<Utc>),
+    GiveUp,
+}
+
+impl Slack {
+    pub async fn sync(&self, store: &dyn Store, id: &ActionId) -> Result<Synced, StoreError> {
+        let Some(v) = store.load(id).await? else {
+            return Ok(Synced::Reflected(0));
+        };
+        match self.sync_action(store, &v.action, v.slack).await {
+            Ok(()) => Ok(Synced::Reflected(v.rev)),
+            Err(Step::Retry(at)) if Utc::now() - v.action.created_at < GIVE_UP_AFTER => {
+                Ok(Synced::RetryAt(at))
+            }
+            Err(_) => Ok(Synced::Reflected(v.rev)),
+        }
+    }
+
+    fn failed(&self, id: &ActionId, what: &str, e: SlackError) -> Step {
+        if e.is_transient() {
+            tracing::warn!(action_id = %id, what, error = %e, "Slack call failed; will retry");
+            let wait = e.retry_after().unwrap_or(RETRY_AFTER);
+            Step::Retry(Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default())
+        } else {
+            // ok:false and the like: a retry would fail the same way.
+            tracing::error!(action_id = %id, what, error = %e, "Slack refused a call; giving up on it");
+            Step::GiveUp
+        }
+    }
+
+    async fn sync_action(
+        &self,
+        store: &dyn Store,
+        action: &Action,
+        state: Option<SlackState>,
+    ) -> Result<(), Step> {
+        let id = &action.id;
+        let message = render::approval_message(action);
+        let mut state = match state {
+            Some(state) => {
+                self.api
+                    .update_message(&state.channel, &state.ts, &message)
+                    .await
+                    .map_err(|e| self.failed(id, "chat.update", e))?;
+                state
+            }
+            // Decided before its message was posted: nobody needs a message to click.
+            None if !action.is_pending() => return Ok(()),
+            None => {
+                let Some(channel) = action
+                    .policy
+                    .channel
+                    .as_deref()
+                    .or(self.default_channel.as_deref())
+                else {
+                    tracing::error!(action_id = %id, "no Slack channel for this action (set the rule's channel or SLACK_DEFAULT_CHANNEL)");
+                    return Err(Step::GiveUp);
+                };
+                let posted = self
+                    .api
+                    .post_message(channel, &message, None)
+                    .await
+                    .map_err(|e| self.failed(id, "chat.postMessage", e))?;
+                tracing::info!(action_id = %id, channel = %posted.channel, "approval message posted");
+                let state = SlackState {
+                    channel: posted.channel,
+                    ts: posted.ts,
+                    ..SlackState::default()
+                };
+                save(store, id, &state).await?;
+                state
+            }
+        };
+        while state.votes_posted < action.votes.len() {
+            let vote = &action.votes[state.votes_posted];
+            let text = render::vote_reply(action, vote);
+            self.api
+                .post_message(
+                    &state.channel,
+                    &render::Message::text(text),
+                    Some(&state.ts),
+                )
+                .await
+                .map_err(|e| self.failed(id, "chat.postMessage (vote)", e))?;
+            state.votes_posted += 1;
+            save(store, id, &state).await?;
+        }
+        if !action.is_pending() && !state.outcome_posted {
+            self.announce_outcome(action, &state).await?;
+            state.outcome_posted = true;
+            save(store, id, &state).await?;
+        }
+        Ok(())
+    }
+
+    /// The outcome in the thread, and to the requester when Slack knows them.
+    async fn announce_outcome(&self, action: &Action, state: &SlackState) -> Result<(), Step> {
+        let id = &action.id;
+        let permalink = self.api.permalink(&state.channel, &state.ts).await.ok();
+        let text = render::outcome_dm(action, None);
+        self.api
+            .post_message(
+                &state.channel,
+                &render::Message::text(text),
+                Some(&state.ts),
+            )
+            .await
+            .map_err(|e| self.failed(id, "chat.postMessage (outcome)", e))?;
+        let requester = match action.requester.slack_user_id.as_deref() {
+            Some(u) if is_user_id(u) => Some(u.to_owned()),
+            _ => match action.requester.email.as_deref() {
+                Some(email) => self.directory.user_for_email(email).await.unwrap_or(None),
+                None => None,
+            },
+        };
+        if let Some(user) = requester {
+            let dm = self
+                .api
+                .open_dm(&user)
+                .await
+                .map_err(|e| self.failed(id, "conversations.open", e))?;
+            let text = render::outcome_dm(action, permalink.as_deref());
+            self.api
+                .post_message(&dm, &render::Message::text(text), None)
+                .await
+                .map_err(|e| self.failed(id, "chat.postMessage (dm)", e))?;
+        }
+        Ok(())
+    }
+}
+
+async fn save(store: &dyn Store, id: &ActionId, state: &SlackState) -> Result<(), Step> {
+    store.set_slack(id, state).await.map_err(|e| {
+        tracing::warn!(action_id = %id, error = %e, "cannot record Slack state; will retry");
+        Step::Retry(Utc::now() + chrono::Duration::seconds(1))
+    })
+}
