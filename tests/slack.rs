@@ -7,7 +7,10 @@ use common::slack::{
     FakeSlack, Fault, block_action, deny_reason_submission, interaction_body, signed_slack_headers,
     slash_command_body,
 };
-use common::{AppOptions, Backend, Resp, SLACK_SIGNING_SECRET, TestApp, request, spawn_app_with};
+use common::{
+    AppOptions, Backend, ChannelRecorder, Resp, SLACK_SIGNING_SECRET, TestApp, request,
+    spawn_app_with,
+};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -285,6 +288,10 @@ async fn a_pending_action_posts_one_message_with_buttons(backend: Backend) {
 async fn an_approver_approves_and_everyone_hears(backend: Backend) {
     let t = setup(backend).await;
     let (id, _) = t.pending("solo.restart").await;
+    let recorder = match t.app.backend.redis_server() {
+        Some(r) => Some(ChannelRecorder::start(r, &t.app.prefix).await),
+        None => None,
+    };
     let waiter = {
         let (app, id) = (t.app.clone(), id.clone());
         tokio::spawn(async move { app.wait("app", &id, 30).await })
@@ -295,6 +302,14 @@ async fn an_approver_approves_and_everyone_hears(backend: Backend) {
     assert_eq!(w.body["status"], "approved");
     assert_eq!(w.body["decision"]["decided_by"], json!(["U0BOB"]));
     assert_eq!(w.body["votes"][0]["user"], "U0BOB");
+    if let Some(recorder) = recorder {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            recorder.count_for(&id),
+            1,
+            "the decision is published on Redis once"
+        );
+    }
     // The message is updated in place, without buttons, naming the approver.
     let update = t.final_update(&id, "U0BOB").await;
     let ts = update["ts"].as_str().unwrap().to_owned();

@@ -113,27 +113,33 @@ impl Slack {
             state.votes_posted += 1;
             save(store, id, &state).await?;
         }
-        if !action.is_pending() && !state.outcome_posted {
-            self.announce_outcome(action, &state).await?;
+        if action.is_pending() {
+            return Ok(());
+        }
+        if !state.outcome_posted {
+            let text = render::outcome_dm(action, None);
+            self.api
+                .post_message(
+                    &state.channel,
+                    &render::Message::text(text),
+                    Some(&state.ts),
+                )
+                .await
+                .map_err(|e| self.failed(id, "chat.postMessage (outcome)", e))?;
             state.outcome_posted = true;
+            save(store, id, &state).await?;
+        }
+        if !state.requester_told {
+            self.tell_requester(action, &state).await?;
+            state.requester_told = true;
             save(store, id, &state).await?;
         }
         Ok(())
     }
 
-    /// The outcome in the thread, and to the requester when Slack knows them.
-    async fn announce_outcome(&self, action: &Action, state: &SlackState) -> Result<(), Step> {
+    /// The outcome to the requester, when Slack knows them.
+    async fn tell_requester(&self, action: &Action, state: &SlackState) -> Result<(), Step> {
         let id = &action.id;
-        let permalink = self.api.permalink(&state.channel, &state.ts).await.ok();
-        let text = render::outcome_dm(action, None);
-        self.api
-            .post_message(
-                &state.channel,
-                &render::Message::text(text),
-                Some(&state.ts),
-            )
-            .await
-            .map_err(|e| self.failed(id, "chat.postMessage (outcome)", e))?;
         let requester = match action.requester.slack_user_id.as_deref() {
             Some(u) if is_user_id(u) => Some(u.to_owned()),
             _ => match action.requester.email.as_deref() {
@@ -142,6 +148,7 @@ impl Slack {
             },
         };
         if let Some(user) = requester {
+            let permalink = self.api.permalink(&state.channel, &state.ts).await.ok();
             let dm = self
                 .api
                 .open_dm(&user)

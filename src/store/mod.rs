@@ -53,8 +53,11 @@ pub struct SlackState {
     pub ts: String,
     /// Votes already posted in the thread.
     pub votes_posted: usize,
-    /// The outcome was posted in the thread and sent to the requester.
+    /// The outcome was posted in the thread.
     pub outcome_posted: bool,
+    /// The requester was sent the outcome (or Slack does not know them).
+    #[serde(default)]
+    pub requester_told: bool,
 }
 
 /// A new action, keyed for idempotency by the sending client and its `webhook-id`.
