@@ -3,6 +3,8 @@
 
 use crate::config::Settings;
 use crate::http::{self, AppState};
+use crate::notify::pagerduty::PagerDuty;
+use crate::notify::webhook::WebhookNotifier;
 use crate::policy::Policy;
 use crate::service::{Client, Loaded, Service};
 use crate::signing::Secret;
@@ -10,6 +12,7 @@ use crate::slack::Slack;
 use crate::slack::api::SlackApi;
 use crate::store::{MemoryStore, RedisStore, RedisStoreConfig, Store};
 use crate::waiters::Waiters;
+use crate::workers::escalation::Escalator;
 use crate::workers::scheduler::Scheduler;
 use anyhow::{Context, bail};
 use secrecy::ExposeSecret;
@@ -24,6 +27,8 @@ pub struct Application {
     listener: TcpListener,
     service: Arc<Service>,
     slack: Option<Arc<Slack>>,
+    pagerduty: Option<PagerDuty>,
+    webhooks: WebhookNotifier,
     shutdown: CancellationToken,
     settings: Settings,
 }
@@ -113,6 +118,17 @@ impl Application {
                 None
             }
         };
+        let pagerduty = settings
+            .pagerduty_routing_key
+            .clone()
+            .map(|key| PagerDuty::new(http.clone(), &settings.pagerduty_events_url, key));
+        let notify_secret = settings
+            .notify_secret
+            .as_ref()
+            .map(|s| Secret::parse(s.expose_secret()))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("GREENLIGHT_NOTIFY_SECRET {e}"))?;
+        let webhooks = WebhookNotifier::new(http.clone(), notify_secret);
         let service = Arc::new(Service::new(
             store,
             waiters,
@@ -128,6 +144,8 @@ impl Application {
             listener,
             service,
             slack,
+            pagerduty,
+            webhooks,
             shutdown,
             settings,
         })
@@ -154,7 +172,17 @@ impl Application {
             tokio::spawn(async move { slack.check_auth().await });
         }
         let scheduler = tokio::spawn(
-            Scheduler::new(self.service.clone(), self.slack.clone()).run(self.shutdown.clone()),
+            Scheduler::new(
+                self.service.clone(),
+                self.slack.clone(),
+                Escalator {
+                    service: self.service.clone(),
+                    slack: self.slack.clone(),
+                    pagerduty: self.pagerduty.clone(),
+                    webhooks: self.webhooks.clone(),
+                },
+            )
+            .run(self.shutdown.clone()),
         );
         #[cfg(unix)]
         tokio::spawn(reload_on_sighup(

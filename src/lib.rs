@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod notify;
 pub mod policy;
 pub mod service;
 pub mod signing;

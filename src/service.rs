@@ -3,12 +3,12 @@
 //! HTTP handlers, Slack callbacks and timers all come through here.
 
 use crate::domain::{
-    Action, ActionId, ActionRequest, AlreadyDecided, DecidedBy, Outcome, PolicySnapshot, Status,
-    VoteKind, VoteRejected, from_json,
+    Action, ActionId, ActionRequest, AlreadyDecided, DecidedBy, Outcome, PolicySnapshot, StagePlan,
+    Status, VoteKind, VoteRejected, from_json,
 };
 use crate::policy::{ClientSpec, MatchInput, Policy, Role, RuleDecision};
 use crate::signing::Secret;
-use crate::store::{Created, NewAction, Store, StoreError, Timer};
+use crate::store::{Created, NewAction, Store, StoreError, Timer, TimerKind};
 use crate::waiters::Waiters;
 use bytes::Bytes;
 use chrono::{SubsecRound, Utc};
@@ -117,12 +117,44 @@ impl Service {
         }
     }
 
-    /// The side effects every change of an action schedules, atomically with it.
-    fn effects(&self, id: &ActionId) -> Vec<Timer> {
+    /// The side effects a change of an action schedules, atomically with it: the Slack
+    /// sync after every change, and resolving its PagerDuty incident once it is decided.
+    fn effects(&self, action: &Action) -> Vec<Timer> {
+        let now = Utc::now();
+        let mut effects = Vec::new();
         if self.slack {
-            vec![Timer::slack_sync(id, Utc::now())]
-        } else {
-            Vec::new()
+            effects.push(Timer::new(TimerKind::SlackSync, &action.id, now));
+        }
+        if !action.is_pending() && action.escalation.as_ref().is_some_and(|e| e.paged) {
+            effects.push(Timer::new(TimerKind::PagerDutyResolve, &action.id, now));
+        }
+        effects
+    }
+
+    /// Records that an escalation stage was reached; `None` when the action was decided
+    /// or already got that far (so each stage notifies once).
+    pub async fn record_escalation(
+        &self,
+        id: &ActionId,
+        stage: u32,
+        paged: bool,
+    ) -> Result<Option<Action>, StoreError> {
+        let changed = self
+            .compare_and_set(id, |a| {
+                if a.escalate(stage, paged, Utc::now()) {
+                    Ok(())
+                } else {
+                    Err(())
+                }
+            })
+            .await;
+        match changed {
+            Ok(action) => Ok(action),
+            Err(CasError::Change(())) => Ok(None),
+            Err(CasError::Store(e)) => Err(e),
+            Err(CasError::Contended) => {
+                Err(StoreError::Unavailable("the action kept changing".into()))
+            }
         }
     }
 
@@ -196,11 +228,28 @@ impl Service {
                 channel: eval.channel.clone(),
                 allow_self_approval: eval.allow_self_approval,
                 deny_reason_required: eval.deny_reason_required,
+                escalate: eval.rule.map_or_else(Vec::new, |r| {
+                    r.escalate
+                        .iter()
+                        .map(|s| StagePlan {
+                            after_seconds: s.after.as_secs(),
+                            notify: s.notify.clone(),
+                            pagerduty: s.pagerduty,
+                            webhook: s.webhook.clone(),
+                        })
+                        .collect()
+                }),
+                remind_every_seconds: eval
+                    .rule
+                    .and_then(|r| r.remind_every)
+                    .map(|d| d.as_secs().max(1)),
+                severity: eval.rule.map(|r| r.severity.to_string()),
             },
             votes: Vec::new(),
             created_at: now,
             expires_at: now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX),
             callback_url: request.callback_url.map(String::from),
+            escalation: None,
             decision: None,
         };
         let auto = match eval.decision {
@@ -220,8 +269,8 @@ impl Service {
         }
         // An auto-decided action has no timers and posts nothing to Slack.
         let timers = if action.is_pending() {
-            let mut t = self.effects(&action.id);
-            t.push(Timer::expire(&action));
+            let mut t = self.effects(&action);
+            t.extend(Timer::deadlines(&action));
             t
         } else {
             Vec::new()
@@ -460,7 +509,6 @@ impl Service {
         id: &ActionId,
         mut change: impl FnMut(&mut Action) -> Result<(), E>,
     ) -> Result<Option<Action>, CasError<E>> {
-        let effects = self.effects(id);
         for _ in 0..CAS_ATTEMPTS {
             let Some(v) = self.store.load(id).await.map_err(CasError::Store)? else {
                 return Ok(None);
@@ -468,13 +516,20 @@ impl Service {
             let mut action = v.action;
             change(&mut action).map_err(CasError::Change)?;
             let json = serde_json::to_string(&action).expect("actions serialize");
+            let effects = self.effects(&action);
+            // A decided action's deadlines are dropped with the decision.
+            let dropped = if action.is_pending() {
+                Vec::new()
+            } else {
+                Timer::deadlines(&action)
+            };
             if self
                 .store
-                .replace(v.rev, &action, &json, &effects)
+                .replace(v.rev, &action, &json, &effects, &dropped)
                 .await
                 .map_err(CasError::Store)?
             {
-                if self.slack {
+                if !effects.is_empty() {
                     self.timers_changed.notify_one();
                 }
                 return Ok(Some(action));

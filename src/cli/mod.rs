@@ -4,7 +4,7 @@
 mod commands;
 
 use crate::config::Settings;
-use crate::policy::cli::{PolicyCommand, parse_context};
+use crate::policy::cli::{OncallArgs, PolicyCommand, parse_context};
 use crate::telemetry::LogFormat;
 use clap::{Args, Parser, Subcommand};
 use std::process::ExitCode;
@@ -67,6 +67,8 @@ enum Command {
     /// Lint a policy file or show which rule matches a request.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Show who is on call in a rotation of the policy file, and the next hand-over.
+    Oncall(OncallArgs),
 }
 
 #[derive(Args)]
@@ -138,6 +140,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Policy(cmd) => cmd.run(),
+        Command::Oncall(args) => args.run(),
         Command::Serve {
             settings,
             log_format,

@@ -129,6 +129,38 @@ pub struct PolicySnapshot {
     pub allow_self_approval: bool,
     #[serde(default)]
     pub deny_reason_required: bool,
+    /// Escalation stages, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub escalate: Vec<StagePlan>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remind_every_seconds: Option<u64>,
+    /// PagerDuty severity for paging stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+}
+
+/// One escalation stage of a rule, frozen into the action at creation.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StagePlan {
+    pub after_seconds: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pagerduty: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
+}
+
+/// How far an unanswered action was escalated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Escalation {
+    /// The last stage reached, from 1.
+    pub stage: u32,
+    #[serde(with = "rfc3339")]
+    pub at: DateTime<Utc>,
+    /// Some stage paged PagerDuty, so the incident is resolved at the decision.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paged: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,6 +230,8 @@ pub struct Action {
     pub expires_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<Escalation>,
     pub decision: Option<Decision>,
 }
 
@@ -251,6 +285,22 @@ impl Action {
 }
 
 impl Action {
+    /// Records that stage `stage` (from 1) was reached, once: `false` when the action is
+    /// no longer pending or already got that far.
+    pub fn escalate(&mut self, stage: u32, paged: bool, now: DateTime<Utc>) -> bool {
+        let reached = self.escalation.as_ref().map_or(0, |e| e.stage);
+        if !self.is_pending() || stage <= reached {
+            return false;
+        }
+        let was_paged = self.escalation.as_ref().is_some_and(|e| e.paged);
+        self.escalation = Some(Escalation {
+            stage,
+            at: now,
+            paged: was_paged || paged,
+        });
+        true
+    }
+
     /// Records one person's vote. One deny denies; `min_approvals` distinct approvals
     /// approve. Who may vote at all is decided before this (approvers, self-approval).
     pub fn add_vote(
@@ -342,6 +392,7 @@ mod tests {
             created_at: now,
             expires_at: now,
             callback_url: None,
+            escalation: None,
             decision: None,
         }
     }

@@ -5,7 +5,7 @@ mod action;
 mod request;
 
 pub use action::{
-    Action, ActionId, AlreadyDecided, DecidedBy, Decision, Grant, InvalidActionId, Outcome,
-    PolicySnapshot, Requester, Status, Vote, VoteKind, VoteRejected, rfc3339,
+    Action, ActionId, AlreadyDecided, DecidedBy, Decision, Escalation, Grant, InvalidActionId,
+    Outcome, PolicySnapshot, Requester, StagePlan, Status, Vote, VoteKind, VoteRejected, rfc3339,
 };
 pub use request::{ActionRequest, Invalid, ValidRequest, from_json, is_action_name};

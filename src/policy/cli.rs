@@ -1,11 +1,14 @@
-//! `greenlight policy check|explain`: lint a policy file and show which rule a request hits.
+//! `greenlight policy check|explain`: lint a policy file and show which rule a request hits;
+//! `greenlight oncall`: who holds a rotation at some instant.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand};
 use serde_json::{Map, Value};
 
+use super::model::format_instant;
 use super::{MatchInput, Policy};
 
 #[derive(Debug, Subcommand)]
@@ -72,6 +75,73 @@ impl PolicyCommand {
             }
         }
     }
+}
+
+/// `greenlight oncall NAME [--at TIME] [--policy FILE]`.
+#[derive(Debug, Args)]
+pub struct OncallArgs {
+    /// The `[[oncall]]` rotation's name.
+    pub name: String,
+    /// RFC 3339 instant to ask about, e.g. 2026-11-20T12:00:00Z; defaults to now.
+    #[arg(long, value_name = "TIME", value_parser = parse_instant)]
+    pub at: Option<DateTime<Utc>>,
+    /// The policy file defining the rotation.
+    #[arg(long, value_name = "FILE", env = "GREENLIGHT_POLICY")]
+    pub policy: Option<PathBuf>,
+}
+
+impl OncallArgs {
+    pub fn run(self) -> ExitCode {
+        match self.policy {
+            Some(file) => oncall_command(&file, &self.name, self.at),
+            None => {
+                eprintln!(
+                    "error: no policy file: pass --policy FILE or set GREENLIGHT_POLICY \
+                     (on-call rotations are defined by [[oncall]] tables in it)"
+                );
+                ExitCode::from(crate::cli::exit::USAGE)
+            }
+        }
+    }
+}
+
+/// Prints who is on call in rotation `name` at `at` (default now), when their shift began,
+/// and the next hand-over. Exit 1 for an unreadable or invalid file or an unknown rotation.
+pub fn oncall_command(file: &Path, name: &str, at: Option<DateTime<Utc>>) -> ExitCode {
+    let Some(policy) = load(file) else {
+        return ExitCode::FAILURE;
+    };
+    let Some(rotation) = policy.oncall(name) else {
+        let known: Vec<&str> = policy.oncall.iter().map(|o| o.name.as_str()).collect();
+        if known.is_empty() {
+            eprintln!(
+                "error: no on-call rotation named {name:?}: {} defines none",
+                file.display()
+            );
+        } else {
+            eprintln!(
+                "error: no on-call rotation named {name:?} in {}; known: {}",
+                file.display(),
+                known.join(", ")
+            );
+        }
+        return ExitCode::FAILURE;
+    };
+    let s = rotation.shift_at(at.unwrap_or_else(Utc::now));
+    println!(
+        "{name}: {} on call since {}; next hand-over {} to {}",
+        s.person,
+        format_instant(s.started),
+        format_instant(s.ends),
+        s.next_person
+    );
+    ExitCode::SUCCESS
+}
+
+fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("`{s}`: {e}; expected RFC 3339 such as 2026-11-20T12:00:00Z"))
 }
 
 fn load(file: &Path) -> Option<Policy> {
@@ -173,6 +243,37 @@ mod tests {
         .err()
         .expect("usage error");
         assert_eq!(err.exit_code(), 2);
+    }
+
+    #[derive(Parser)]
+    struct OncallCli {
+        #[command(flatten)]
+        args: OncallArgs,
+    }
+
+    #[test]
+    fn oncall_takes_an_rfc3339_instant_in_any_offset() {
+        let cli =
+            OncallCli::try_parse_from(["o", "dba", "--at", "2026-11-20T13:00:00+01:00"]).unwrap();
+        assert_eq!(cli.args.name, "dba");
+        assert_eq!(
+            cli.args.at,
+            Some("2026-11-20T12:00:00Z".parse::<DateTime<Utc>>().unwrap())
+        );
+        let err = OncallCli::try_parse_from(["o", "dba", "--at", "2026-11-20"])
+            .err()
+            .expect("a date alone is not an instant");
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn oncall_without_a_policy_file_is_a_usage_error() {
+        let args = OncallArgs {
+            name: "dba".into(),
+            at: None,
+            policy: None,
+        };
+        assert_eq!(args.run(), ExitCode::from(2));
     }
 
     #[test]

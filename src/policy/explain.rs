@@ -2,10 +2,12 @@
 
 use std::fmt;
 
+use chrono::{DateTime, Utc};
+
 use super::Evaluation;
 use super::duration;
 use super::matching::Mismatch;
-use super::model::Rule;
+use super::model::{EscalationStage, Oncall, Rule, format_instant};
 
 /// The rules consulted for one request, in order, and the resulting evaluation.
 #[derive(Debug, Clone)]
@@ -15,6 +17,10 @@ pub struct Explanation<'p> {
     pub evaluation: Evaluation<'p>,
     /// Rules after the match, never consulted because the first match wins.
     pub not_reached: usize,
+    /// The policy's rotations, to say who an `oncall:NAME` escalation would reach.
+    pub oncall: &'p [Oncall],
+    /// When those rotations are resolved.
+    pub now: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone)]
@@ -22,6 +28,47 @@ pub struct RuleCheck<'p> {
     pub rule: &'p Rule,
     /// `Err` names the first criterion that failed.
     pub result: Result<(), Mismatch>,
+}
+
+impl Explanation<'_> {
+    /// `after 2m: notify oncall:dba (now U0DAVE until …), @dba-leads; pagerduty; webhook URL`.
+    fn stage(&self, stage: &EscalationStage) -> String {
+        let mut parts = Vec::new();
+        if !stage.notify.is_empty() {
+            let who: Vec<String> = stage.notify.iter().map(|n| self.target(n)).collect();
+            parts.push(format!("notify {}", who.join(", ")));
+        }
+        if stage.pagerduty {
+            parts.push("pagerduty".to_owned());
+        }
+        if let Some(url) = &stage.webhook {
+            parts.push(format!("webhook {url}"));
+        }
+        format!(
+            "after {}: {}",
+            duration::format(stage.after),
+            parts.join("; ")
+        )
+    }
+
+    /// A notify entry, with `oncall:NAME` followed by whoever holds that rotation at `now`.
+    fn target(&self, notify: &str) -> String {
+        let Some(name) = notify.strip_prefix("oncall:") else {
+            return notify.to_owned();
+        };
+        // The parser rejects unknown rotation names; this only guards hand-built policies.
+        match self.oncall.iter().find(|o| o.name == name) {
+            Some(o) => {
+                let s = o.shift_at(self.now);
+                format!(
+                    "{notify} (now {} until {})",
+                    s.person,
+                    format_instant(s.ends)
+                )
+            }
+            None => format!("{notify} (no such rotation)"),
+        }
+    }
 }
 
 fn yes_no(b: bool) -> &'static str {
@@ -73,6 +120,17 @@ impl fmt::Display for Explanation<'_> {
             "  deny reason required: {}",
             yes_no(e.deny_reason_required)
         )?;
+        if let Some(r) = e.rule {
+            if let Some(every) = r.remind_every {
+                writeln!(f, "  remind every:         {}", duration::format(every))?;
+            }
+            if !r.escalate.is_empty() {
+                writeln!(f, "  escalation:")?;
+            }
+            for stage in &r.escalate {
+                writeln!(f, "    {}", self.stage(stage))?;
+            }
+        }
         if !self.checks.is_empty() {
             writeln!(f, "rules checked, in order:")?;
         }

@@ -15,17 +15,21 @@ mod raw;
 #[cfg(test)]
 mod tests_eval;
 #[cfg(test)]
+mod tests_oncall;
+#[cfg(test)]
 mod tests_parse;
 
 use std::path::Path;
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 pub use error::PolicyError;
 pub use explain::{Explanation, RuleCheck};
 pub use matching::Mismatch;
 pub use model::{
     ClientSpec, Defaults, EscalationStage, Glob, MatchInput, NoMatch, Oncall, Policy, Role, Rule,
-    RuleDecision, RuleMatch, Severity,
+    RuleDecision, RuleMatch, Severity, Shift,
 };
 
 /// What the policy decided for one request.
@@ -97,8 +101,14 @@ impl Policy {
         self.resolve(self.rules.iter().find(|r| r.matcher.matches(input)))
     }
 
-    /// Like `evaluate`, also saying why each rule before the winner did not match.
+    /// Like `evaluate`, also saying why each rule before the winner did not match; on-call
+    /// rotations named by the rule's escalation are resolved at the current time.
     pub fn explain(&self, input: &MatchInput<'_>) -> Explanation<'_> {
+        self.explain_at(input, Utc::now())
+    }
+
+    /// [`Policy::explain`] with on-call rotations resolved at `now`.
+    pub fn explain_at(&self, input: &MatchInput<'_>, now: DateTime<Utc>) -> Explanation<'_> {
         let mut checks = Vec::new();
         let mut matched = None;
         for rule in &self.rules {
@@ -115,6 +125,8 @@ impl Policy {
             checks,
             evaluation: self.resolve(matched),
             not_reached,
+            oncall: &self.oncall,
+            now,
         }
     }
 

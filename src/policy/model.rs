@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use wildmatch::WildMatch;
 
@@ -91,16 +91,74 @@ pub struct Oncall {
 impl Oncall {
     /// Who is on call at `t`; times before `start` count backwards through the rotation.
     pub fn on_call_at(&self, t: DateTime<Utc>) -> &str {
-        let delta = t - self.start;
-        // Whole nanoseconds in i128: no overflow for any chrono date, and div_euclid rounds
-        // towards negative infinity so the shift just before `start` is the last person.
-        let elapsed =
-            i128::from(delta.num_seconds()) * 1_000_000_000 + i128::from(delta.subsec_nanos());
-        let shift = (self.shift.as_nanos() as i128).max(1);
-        let len = self.rotation.len().max(1) as i128;
-        let idx = elapsed.div_euclid(shift).rem_euclid(len) as usize;
-        self.rotation.get(idx).map_or("", String::as_str)
+        self.shift_at(t).person
     }
+
+    /// The shift containing `t`: who holds it, when it began, when it hands over and to whom.
+    ///
+    /// Shifts tile the whole timeline from `start` in both directions, so `t` before `start`
+    /// falls in an earlier shift, held by whoever precedes in the rotation.
+    pub fn shift_at(&self, t: DateTime<Utc>) -> Shift<'_> {
+        // Whole nanoseconds in i128: any chrono instant minus any other fits (chrono spans
+        // about 2^73 ns), and so does a `Duration` shift (at most 2^94 ns). div_euclid rounds
+        // towards negative infinity, so the shift just before `start` has number -1.
+        let shift = i128::try_from(self.shift.as_nanos())
+            .unwrap_or(i128::MAX)
+            .max(1);
+        let number = nanos(t - self.start).div_euclid(shift);
+        let len = i128::try_from(self.rotation.len())
+            .unwrap_or(i128::MAX)
+            .max(1);
+        let person = |n: i128| {
+            // rem_euclid is in 0..len, so never negative and always a valid index.
+            let idx = usize::try_from(n.rem_euclid(len)).unwrap_or(0);
+            self.rotation.get(idx).map_or("", String::as_str)
+        };
+        Shift {
+            person: person(number),
+            started: self.offset(number * shift),
+            ends: self.offset((number + 1) * shift),
+            next_person: person(number + 1),
+        }
+    }
+
+    /// `start + ns`, clamped to chrono's range: only a shift straddling year ±262143
+    /// reaches the clamp, where `started`/`ends` would not be representable at all.
+    fn offset(&self, ns: i128) -> DateTime<Utc> {
+        let secs = i64::try_from(ns.div_euclid(NANOS_PER_SEC));
+        let sub = u32::try_from(ns.rem_euclid(NANOS_PER_SEC)).unwrap_or(0);
+        secs.ok()
+            .and_then(|s| TimeDelta::new(s, sub))
+            .and_then(|d| self.start.checked_add_signed(d))
+            .unwrap_or(if ns < 0 {
+                DateTime::<Utc>::MIN_UTC
+            } else {
+                DateTime::<Utc>::MAX_UTC
+            })
+    }
+}
+
+const NANOS_PER_SEC: i128 = 1_000_000_000;
+
+fn nanos(d: TimeDelta) -> i128 {
+    i128::from(d.num_seconds()) * NANOS_PER_SEC + i128::from(d.subsec_nanos())
+}
+
+/// One turn of an on-call rotation, as returned by [`Oncall::shift_at`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shift<'a> {
+    pub person: &'a str,
+    /// The hand-over that began this shift (inclusive).
+    pub started: DateTime<Utc>,
+    /// The next hand-over (exclusive): `started + shift`.
+    pub ends: DateTime<Utc>,
+    /// Who takes over at `ends` (the same person in a rotation of one).
+    pub next_person: &'a str,
+}
+
+/// An instant as the policy file writes it: RFC 3339 in UTC, fractions only when present.
+pub(crate) fn format_instant(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
 /// A `[[rule]]`, in file order; the first one whose `matcher` accepts a request decides.
@@ -228,8 +286,6 @@ pub struct MatchInput<'a> {
 
 #[cfg(test)]
 mod tests {
-    use chrono::TimeDelta;
-
     use super::*;
 
     fn at(s: &str) -> DateTime<Utc> {

@@ -89,6 +89,27 @@ impl Directory {
         Ok(self.remember(entry, users))
     }
 
+    /// The id of a user group given as `S…` or `@handle`.
+    pub async fn group_id(&self, entry: &str) -> Result<Option<String>, SlackError> {
+        if is_group_id(entry) {
+            return Ok(Some(entry.to_owned()));
+        }
+        let Some(handle) = entry.strip_prefix('@') else {
+            return Ok(None);
+        };
+        let key = format!("group-id:{handle}");
+        if let Some(ids) = self.cached(&key) {
+            return Ok(ids.into_iter().next());
+        }
+        let groups = self.api.usergroups().await?;
+        let ids = groups
+            .into_iter()
+            .filter(|g| g.handle.eq_ignore_ascii_case(handle))
+            .map(|g| g.id)
+            .collect();
+        Ok(self.remember(&key, ids).into_iter().next())
+    }
+
     /// Whether `user` may vote under `approvers`; an empty list means anyone.
     pub async fn is_approver(&self, approvers: &[String], user: &str) -> Result<bool, SlackError> {
         if approvers.is_empty() {

@@ -4,12 +4,14 @@
 pub mod api;
 mod commands;
 mod directory;
+mod escalation;
 mod interactions;
 pub mod render;
 mod sync;
 pub mod verify;
 
 pub use commands::SlashCommand;
+pub use escalation::Target;
 pub use interactions::{Ack, Interaction};
 pub use sync::Synced;
 

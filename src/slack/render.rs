@@ -613,6 +613,7 @@ mod tests {
             created_at: at(0),
             expires_at: at(10),
             callback_url: None,
+            escalation: None,
             decision: None,
         }
     }

@@ -37,6 +37,12 @@ struct Inner {
 }
 
 impl Inner {
+    fn remove_timer(&mut self, member: &str) {
+        if let Some(ms) = self.timer_due.remove(member) {
+            self.timers.remove(&(ms, member.to_owned()));
+        }
+    }
+
     fn set_timer_if_absent(&mut self, member: String, due_ms: i64) {
         if !self.timer_due.contains_key(&member) {
             self.set_timer(member, due_ms);
@@ -169,6 +175,7 @@ impl Store for MemoryStore {
         action: &Action,
         json: &str,
         effects: &[Timer],
+        dropped: &[Timer],
     ) -> StoreResult<bool> {
         let json = Bytes::copy_from_slice(json.as_bytes());
         let decided = !action.is_pending();
@@ -188,6 +195,9 @@ impl Store for MemoryStore {
             }
             for t in effects {
                 inner.set_timer_if_absent(t.member(), t.due_ms());
+            }
+            for t in dropped {
+                inner.remove_timer(&t.member());
             }
         }
         if decided {
@@ -228,11 +238,7 @@ impl Store for MemoryStore {
     }
 
     async fn finish(&self, timer: &Timer) -> StoreResult<()> {
-        let mut inner = self.lock();
-        let member = timer.member();
-        if let Some(ms) = inner.timer_due.remove(&member) {
-            inner.timers.remove(&(ms, member));
-        }
+        self.lock().remove_timer(&timer.member());
         Ok(())
     }
 
@@ -261,9 +267,7 @@ impl Store for MemoryStore {
             .is_none_or(|r| r.rev == rev);
         let member = timer.member();
         if current {
-            if let Some(ms) = inner.timer_due.remove(&member) {
-                inner.timers.remove(&(ms, member));
-            }
+            inner.remove_timer(&member);
         } else if inner.timer_due.contains_key(&member) {
             inner.set_timer(member, Utc::now().timestamp_millis());
         }

@@ -82,14 +82,20 @@ pub enum Created {
     },
 }
 
-/// What a timer does when it comes due. New kinds (escalation stages, reminders) are
-/// added here and in [`Timer::member`] / [`Timer::parse`].
+/// What a timer does when it comes due.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimerKind {
+    /// End the action at `expires_at`.
     Expire,
+    /// Escalation stage N (from 1) of the action's rule.
+    Escalate(u32),
+    /// Nudge the approvers again (rescheduled every `remind_every`).
+    Remind,
     /// Make the action's Slack message (and thread, and requester DM) match its state.
-    /// Scheduled with every change; runs on one replica at a time.
+    /// An effect: scheduled with every change, runs on one replica at a time.
     SlackSync,
+    /// Resolve the action's PagerDuty incident (an effect of deciding a paged action).
+    PagerDutyResolve,
 }
 
 /// A durable deadline: one sorted-set member per (kind, action).
@@ -100,29 +106,55 @@ pub struct Timer {
     pub due: DateTime<Utc>,
 }
 
-impl Timer {
-    pub fn expire(action: &Action) -> Self {
-        Self {
-            kind: TimerKind::Expire,
-            action_id: action.id.clone(),
-            due: action.expires_at,
-        }
-    }
+fn after(t: DateTime<Utc>, seconds: u64) -> DateTime<Utc> {
+    t + chrono::Duration::seconds(seconds.min(i64::MAX as u64 / 1000) as i64)
+}
 
-    pub fn slack_sync(action_id: &ActionId, due: DateTime<Utc>) -> Self {
+impl Timer {
+    pub fn new(kind: TimerKind, action_id: &ActionId, due: DateTime<Utc>) -> Self {
         Self {
-            kind: TimerKind::SlackSync,
+            kind,
             action_id: action_id.clone(),
             due,
         }
     }
 
+    pub fn expire(action: &Action) -> Self {
+        Self::new(TimerKind::Expire, &action.id, action.expires_at)
+    }
+
+    /// The deadlines of a pending action: expiry, each escalation stage, the first
+    /// reminder. Stages and reminders due after the expiry never fire, so none is set.
+    pub fn deadlines(action: &Action) -> Vec<Timer> {
+        let mut timers = vec![Self::expire(action)];
+        for (i, stage) in action.policy.escalate.iter().enumerate() {
+            let due = after(action.created_at, stage.after_seconds);
+            if due < action.expires_at {
+                timers.push(Self::new(
+                    TimerKind::Escalate(i as u32 + 1),
+                    &action.id,
+                    due,
+                ));
+            }
+        }
+        if let Some(every) = action.policy.remind_every_seconds {
+            let due = after(action.created_at, every);
+            if due < action.expires_at {
+                timers.push(Self::new(TimerKind::Remind, &action.id, due));
+            }
+        }
+        timers
+    }
+
     pub fn member(&self) -> String {
-        let kind = match self.kind {
-            TimerKind::Expire => "expire",
-            TimerKind::SlackSync => "slack",
-        };
-        format!("{kind}:{}", self.action_id)
+        let id = &self.action_id;
+        match self.kind {
+            TimerKind::Expire => format!("expire:{id}"),
+            TimerKind::Escalate(stage) => format!("escalate:{stage}:{id}"),
+            TimerKind::Remind => format!("remind:{id}"),
+            TimerKind::SlackSync => format!("slack:{id}"),
+            TimerKind::PagerDutyResolve => format!("pdresolve:{id}"),
+        }
     }
 
     pub fn due_ms(&self) -> i64 {
@@ -130,10 +162,16 @@ impl Timer {
     }
 
     pub fn parse(member: &str, due_ms: i64) -> Option<Self> {
-        let (kind, id) = member.split_once(':')?;
-        let kind = match kind {
-            "expire" => TimerKind::Expire,
-            "slack" => TimerKind::SlackSync,
+        let (kind, rest) = member.split_once(':')?;
+        let (kind, id) = match kind {
+            "expire" => (TimerKind::Expire, rest),
+            "escalate" => {
+                let (stage, id) = rest.split_once(':')?;
+                (TimerKind::Escalate(stage.parse().ok()?), id)
+            }
+            "remind" => (TimerKind::Remind, rest),
+            "slack" => (TimerKind::SlackSync, rest),
+            "pdresolve" => (TimerKind::PagerDutyResolve, rest),
             _ => return None,
         };
         Some(Self {
@@ -166,7 +204,8 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces a pending action if it is still at `rev`. When `action` is no longer
     /// pending, it is published on its decision channel in the same atomic step.
     /// `effects` are scheduled in that step too, unless already scheduled (their worker
-    /// re-runs them if the action changed while it worked: see [`Store::finish_if_current`]).
+    /// re-runs them if the action changed while it worked: see [`Store::finish_if_current`]);
+    /// `dropped` timers are removed in that step (a decided action's deadlines).
     /// Returns `false` when someone else changed it first.
     async fn replace(
         &self,
@@ -174,6 +213,7 @@ pub trait Store: Send + Sync + 'static {
         action: &Action,
         json: &str,
         effects: &[Timer],
+        dropped: &[Timer],
     ) -> StoreResult<bool>;
 
     /// Records where the action's Slack message is and what was announced.
@@ -212,13 +252,22 @@ mod tests {
     #[test]
     fn timer_members_round_trip() {
         let id = ActionId::generate();
-        let t = Timer {
-            kind: TimerKind::Expire,
-            action_id: id.clone(),
-            due: Utc.timestamp_millis_opt(1_700_000_000_123).unwrap(),
-        };
-        assert_eq!(t.member(), format!("expire:{id}"));
-        assert_eq!(Timer::parse(&t.member(), t.due_ms()), Some(t));
+        let due = Utc.timestamp_millis_opt(1_700_000_000_123).unwrap();
+        for kind in [
+            TimerKind::Expire,
+            TimerKind::Escalate(3),
+            TimerKind::Remind,
+            TimerKind::SlackSync,
+            TimerKind::PagerDutyResolve,
+        ] {
+            let t = Timer::new(kind, &id, due);
+            assert_eq!(Timer::parse(&t.member(), t.due_ms()), Some(t));
+        }
+        assert_eq!(
+            Timer::new(TimerKind::Escalate(2), &id, due).member(),
+            format!("escalate:2:{id}")
+        );
         assert_eq!(Timer::parse("nap:act_x", 0), None);
+        assert_eq!(Timer::parse(&format!("escalate:x:{id}"), 0), None);
     }
 }

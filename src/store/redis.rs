@@ -203,6 +203,7 @@ impl Store for RedisStore {
         action: &Action,
         json: &str,
         effects: &[Timer],
+        dropped: &[Timer],
     ) -> StoreResult<bool> {
         let id = action.id.as_str();
         let mut inv = self.replace.prepare_invoke();
@@ -214,9 +215,13 @@ impl Store for RedisStore {
             .arg(json)
             .arg(self.keys.channel(id))
             .arg(DECIDED_RETENTION.as_secs())
-            .arg(id);
+            .arg(id)
+            .arg(effects.len());
         for t in effects {
             inv.arg(t.due_ms()).arg(t.member());
+        }
+        for t in dropped {
+            inv.arg(t.member());
         }
         let mut conn = self.conn.clone();
         let applied: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;

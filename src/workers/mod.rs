@@ -1,3 +1,4 @@
 //! Background work of a server process.
 
+pub mod escalation;
 pub mod scheduler;

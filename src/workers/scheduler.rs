@@ -4,10 +4,10 @@
 //! deadline, woken early when this process schedules a nearer one, and polls at least
 //! every [`MAX_SLEEP`] for deadlines other replicas added.
 
-use crate::domain::ActionId;
 use crate::service::{Service, ServiceError};
 use crate::slack::{Slack, Synced};
 use crate::store::{StoreError, Timer, TimerKind};
+use crate::workers::escalation::Escalator;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,14 +24,33 @@ pub struct Step {
     pub next_due: Option<DateTime<Utc>>,
 }
 
+/// How a timer's work ended, and so what becomes of the timer.
+#[derive(Debug, PartialEq)]
+pub enum Fired {
+    /// Done: remove it.
+    Done,
+    /// An effect that reflected this revision of the action: remove it unless the action
+    /// changed meanwhile.
+    Reflected(u64),
+    /// Run it again then (a retry, or the next reminder).
+    At(DateTime<Utc>),
+    /// Failed: leave it to its lease, so it runs again shortly.
+    Leave,
+}
+
 pub struct Scheduler {
     service: Arc<Service>,
     slack: Option<Arc<Slack>>,
+    escalator: Escalator,
 }
 
 impl Scheduler {
-    pub fn new(service: Arc<Service>, slack: Option<Arc<Slack>>) -> Self {
-        Self { service, slack }
+    pub fn new(service: Arc<Service>, slack: Option<Arc<Slack>>, escalator: Escalator) -> Self {
+        Self {
+            service,
+            slack,
+            escalator,
+        }
     }
 
     /// Fires every timer due at `now`, then reports when the next one is due.
@@ -42,9 +61,20 @@ impl Scheduler {
             let due = store.claim_due(now, BATCH, LEASE).await?;
             let n = due.len();
             for timer in due {
-                if self.fire(&timer).await? {
-                    fired += 1;
+                let outcome = match self.fire(&timer).await {
+                    Ok(outcome) => outcome,
+                    Err(e) => {
+                        tracing::warn!(timer = %timer.member(), error = %e, "timer failed; will retry");
+                        Fired::Leave
+                    }
+                };
+                match outcome {
+                    Fired::Done => store.finish(&timer).await?,
+                    Fired::Reflected(rev) => store.finish_if_current(&timer, rev).await?,
+                    Fired::At(at) => store.reschedule(&timer, at).await?,
+                    Fired::Leave => continue,
                 }
+                fired += 1;
             }
             if n < BATCH {
                 break;
@@ -56,39 +86,27 @@ impl Scheduler {
         })
     }
 
-    /// Does a timer's work and settles it in the store: removed when done, moved when to
-    /// be retried, left to its lease when it failed. Returns whether it was done.
-    async fn fire(&self, timer: &Timer) -> Result<bool, StoreError> {
-        let store = self.service.store();
+    async fn fire(&self, timer: &Timer) -> Result<Fired, StoreError> {
+        let id = &timer.action_id;
         match timer.kind {
-            TimerKind::Expire => {
-                if !self.expire(&timer.action_id).await {
-                    return Ok(false);
+            TimerKind::Expire => Ok(match self.service.expire(id).await {
+                Ok(_) | Err(ServiceError::NotFound) => Fired::Done,
+                Err(e) => {
+                    tracing::warn!(action_id = %id, error = %e, "expiry failed; will retry");
+                    Fired::Leave
                 }
-                store.finish(timer).await?;
-            }
+            }),
+            TimerKind::Escalate(stage) => self.escalator.stage(id, stage).await,
+            TimerKind::Remind => self.escalator.remind(id).await,
+            TimerKind::PagerDutyResolve => self.escalator.resolve(id).await,
             TimerKind::SlackSync => match &self.slack {
                 // Slack was switched off since: nothing to keep in sync.
-                None => store.finish(timer).await?,
-                Some(slack) => match slack.sync(store.as_ref(), &timer.action_id).await? {
-                    Synced::Reflected(rev) => store.finish_if_current(timer, rev).await?,
-                    Synced::RetryAt(at) => {
-                        store.reschedule(timer, at).await?;
-                        return Ok(false);
-                    }
-                },
+                None => Ok(Fired::Done),
+                Some(slack) => Ok(match slack.sync(self.service.store().as_ref(), id).await? {
+                    Synced::Reflected(rev) => Fired::Reflected(rev),
+                    Synced::RetryAt(at) => Fired::At(at),
+                }),
             },
-        }
-        Ok(true)
-    }
-
-    async fn expire(&self, id: &ActionId) -> bool {
-        match self.service.expire(id).await {
-            Ok(_) | Err(ServiceError::NotFound) => true,
-            Err(e) => {
-                tracing::warn!(action_id = %id, error = %e, "expiry failed; will retry");
-                false
-            }
         }
     }
 

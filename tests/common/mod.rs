@@ -2,6 +2,7 @@
 //! own `redis-server` when the backend is Redis, and a client that signs like a real one.
 #![allow(dead_code)]
 
+pub mod pagerduty;
 pub mod slack;
 
 use greenlight::app::Application;
@@ -242,6 +243,8 @@ pub struct AppOptions {
     pub max_wait_seconds: u64,
     /// The fake Slack's API base; Slack is on (with [`SLACK_SIGNING_SECRET`]) when set.
     pub slack_api_base: Option<String>,
+    /// A fake PagerDuty's enqueue URL; paging is on (with a test routing key) when set.
+    pub pagerduty_events_url: Option<String>,
 }
 
 /// The signing secret of the Slack app in tests.
@@ -255,6 +258,7 @@ impl Default for AppOptions {
             prefix: format!("test{}", ulid::Ulid::new()),
             max_wait_seconds: 60,
             slack_api_base: None,
+            pagerduty_events_url: None,
         }
     }
 }
@@ -294,6 +298,10 @@ async fn start(
         settings.slack_bot_token = Some(SLACK_BOT_TOKEN.into());
         settings.slack_signing_secret = Some(SLACK_SIGNING_SECRET.into());
         settings.slack_default_channel = Some("#approvals".into());
+    }
+    if let Some(url) = &options.pagerduty_events_url {
+        settings.pagerduty_events_url = url.clone();
+        settings.pagerduty_routing_key = Some("R0UTINGKEYFORTESTS".into());
     }
     for (client, secret) in &secrets {
         settings.secrets.insert(
