@@ -322,3 +322,37 @@ async fn a_stage_due_during_downtime_fires_once_after_restart() {
     assert_eq!(env.thread(&ts, "Escalation 2").len(), 1);
     assert_eq!(env.pd_events("trigger", &id).len(), 1);
 }
+
+/// A stage with `webhook` posts a signed event to it (http to loopback is allowed for
+/// development; production policies use https).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_stage_posts_a_signed_event() {
+    let hook = common::pagerduty::FakeWebhook::start().await;
+    let slack = FakeSlack::start().await;
+    let pd = FakePagerDuty::start().await;
+    let (secret, secret_text) = greenlight::signing::Secret::generate();
+    let policy = format!(
+        "{POLICY}\n[[rule]]\nname = \"hooked\"\nmatch = {{ action = \"hook.*\" }}\ndecision = \"require\"\nttl = \"60s\"\nescalate = [{{ after = \"1s\", webhook = \"{}\" }}]\n",
+        hook.url
+    );
+    let mut options = options(&slack, &pd, None);
+    options.policy = policy;
+    options.notify_secret = Some(secret_text);
+    let app = spawn_app_with(Backend::redis(), options).await;
+    let r = app.create(&request("hook.fire", "svc/db")).await;
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let got = hook.wait_for(1, WAIT).await;
+    let event: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(event["type"], "greenlight.escalation");
+    assert_eq!(event["stage"], 1);
+    assert_eq!(event["action"]["id"], id.as_str());
+    let verified = greenlight::signing::verify(
+        &[secret],
+        got[0].header("webhook-id").unwrap(),
+        got[0].header("webhook-timestamp").unwrap(),
+        got[0].header("webhook-signature").unwrap(),
+        &got[0].body,
+        chrono::Utc::now().timestamp(),
+    );
+    assert_eq!(verified, Ok(()), "signed with GREENLIGHT_NOTIFY_SECRET");
+}

@@ -10,13 +10,18 @@ use super::model::*;
 use super::parse::{Cx, parse_enum};
 use super::raw::*;
 
+/// An https URL with a host; plain http only to a loopback host, for development.
 fn is_https(url: &str) -> bool {
-    url.get(..8)
-        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
-        && url[8..]
-            .split(['/', '?', '#'])
-            .next()
-            .is_some_and(|host| !host.is_empty())
+    let Ok(url) = url::Url::parse(url) else {
+        return false;
+    };
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => return false,
+    };
+    url.scheme() == "https" || (url.scheme() == "http" && loopback)
 }
 
 /// Slack user ids can be counted; groups (`@handle`, `S…`) and emails can't, until resolved.
@@ -198,7 +203,10 @@ impl Cx<'_> {
                         w.span(),
                         what,
                         &field("webhook"),
-                        format!("{:?} must be an https:// URL", w.get_ref()),
+                        format!(
+                            "{:?} must be an https:// URL (http:// only to a loopback host)",
+                            w.get_ref()
+                        ),
                     ));
                 }
                 w => w.as_ref().map(|w| w.get_ref().clone()),

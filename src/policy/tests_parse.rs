@@ -241,7 +241,7 @@ fn each_semantic_check_reports_line_and_field() {
         ),
         (
             "escalate = [{ after = \"5m\", webhook = \"http://hooks.example/x\" }]",
-            "field `escalate[0].webhook`: \"http://hooks.example/x\" must be an https:// URL",
+            "field `escalate[0].webhook`: \"http://hooks.example/x\" must be an https:// URL (http:// only to a loopback host)",
         ),
         (
             "escalate = [{ after = \"5m\" }]",

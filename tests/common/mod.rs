@@ -245,6 +245,8 @@ pub struct AppOptions {
     pub slack_api_base: Option<String>,
     /// A fake PagerDuty's enqueue URL; paging is on (with a test routing key) when set.
     pub pagerduty_events_url: Option<String>,
+    /// `GREENLIGHT_NOTIFY_SECRET`, signing escalation webhooks.
+    pub notify_secret: Option<String>,
 }
 
 /// The signing secret of the Slack app in tests.
@@ -259,6 +261,7 @@ impl Default for AppOptions {
             max_wait_seconds: 60,
             slack_api_base: None,
             pagerduty_events_url: None,
+            notify_secret: None,
         }
     }
 }
@@ -298,6 +301,9 @@ async fn start(
         settings.slack_bot_token = Some(SLACK_BOT_TOKEN.into());
         settings.slack_signing_secret = Some(SLACK_SIGNING_SECRET.into());
         settings.slack_default_channel = Some("#approvals".into());
+    }
+    if let Some(secret) = &options.notify_secret {
+        settings.notify_secret = Some(secret.clone().into());
     }
     if let Some(url) = &options.pagerduty_events_url {
         settings.pagerduty_events_url = url.clone();
