@@ -12,6 +12,7 @@ use crate::slack::Slack;
 use crate::slack::api::SlackApi;
 use crate::store::{MemoryStore, RedisStore, RedisStoreConfig, Store};
 use crate::waiters::Waiters;
+use crate::workers::callbacks::Callbacks;
 use crate::workers::escalation::Escalator;
 use crate::workers::scheduler::Scheduler;
 use anyhow::{Context, bail};
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 pub struct Application {
     listener: TcpListener,
+    http: reqwest::Client,
     service: Arc<Service>,
     slack: Option<Arc<Slack>>,
     pagerduty: Option<PagerDuty>,
@@ -142,6 +144,7 @@ impl Application {
             .with_context(|| format!("binding {}", settings.listen))?;
         Ok(Self {
             listener,
+            http,
             service,
             slack,
             pagerduty,
@@ -180,6 +183,10 @@ impl Application {
                     slack: self.slack.clone(),
                     pagerduty: self.pagerduty.clone(),
                     webhooks: self.webhooks.clone(),
+                },
+                Callbacks {
+                    service: self.service.clone(),
+                    http: self.http.clone(),
                 },
             )
             .run(self.shutdown.clone()),

@@ -118,7 +118,8 @@ impl Service {
     }
 
     /// The side effects a change of an action schedules, atomically with it: the Slack
-    /// sync after every change, and resolving its PagerDuty incident once it is decided.
+    /// sync after every change; once it is decided, resolving its PagerDuty incident and
+    /// its decision callback.
     fn effects(&self, action: &Action) -> Vec<Timer> {
         let now = Utc::now();
         let mut effects = Vec::new();
@@ -127,6 +128,9 @@ impl Service {
         }
         if !action.is_pending() && action.escalation.as_ref().is_some_and(|e| e.paged) {
             effects.push(Timer::new(TimerKind::PagerDutyResolve, &action.id, now));
+        }
+        if !action.is_pending() && action.callback_url.is_some() {
+            effects.push(Timer::new(TimerKind::Callback, &action.id, now));
         }
         effects
     }

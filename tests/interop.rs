@@ -6,10 +6,10 @@
 
 mod common;
 
+use common::python::{python, python_verifies};
 use common::{Backend, TestApp, request, spawn_app};
 use greenlight::signing::{self, Secret};
 use serde_json::{Value, json};
-use std::time::Duration;
 
 /// Signs `$CONTENT` with `$SECRET` now, with a fresh message id, and prints the three
 /// Standard Webhooks headers as JSON.
@@ -28,51 +28,6 @@ print(json.dumps({
 }))
 "#;
 
-/// Verifies `$CONTENT` against the headers in `$HEADERS` with `$SECRET`; exits non-zero
-/// (with `WebhookVerificationError`) when it does not verify.
-const VERIFY: &str = r#"
-import json, os
-from standardwebhooks.webhooks import Webhook
-
-Webhook(os.environ["SECRET"]).verify(
-    os.environ["CONTENT"], json.loads(os.environ["HEADERS"]), json_parse=False
-)
-print("verified")
-"#;
-
-struct Python {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `python3 -c script` with `env`, failing the test (not skipping it) when Python or
-/// the `standardwebhooks` module is missing.
-async fn python(script: &str, env: &[(&str, &str)]) -> Python {
-    let mut cmd = tokio::process::Command::new("python3");
-    cmd.arg("-c").arg(script).kill_on_drop(true);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = match tokio::time::timeout(Duration::from_secs(30), cmd.output()).await {
-        Ok(Ok(out)) => out,
-        Ok(Err(e)) => panic!(
-            "cannot run python3 ({e}); these tests need Python 3 with \
-             `pip install standardwebhooks`"
-        ),
-        Err(_) => panic!("python3 did not finish within 30 s"),
-    };
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    if stderr.contains("ModuleNotFoundError") {
-        panic!("the Python package is missing: run `pip install standardwebhooks`\n{stderr}");
-    }
-    Python {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr,
-    }
-}
-
 /// Headers for `content` signed by the Python library with `secret`, as client `client`.
 async fn python_signed(client: &str, secret: &str, content: &str) -> Vec<(String, String)> {
     let out = python(SIGN, &[("SECRET", secret), ("CONTENT", content)]).await;
@@ -85,24 +40,6 @@ async fn python_signed(client: &str, secret: &str, content: &str) -> Vec<(String
         .collect();
     headers.push(("greenlight-client".into(), client.into()));
     headers
-}
-
-/// Whether the Python library accepts `content` with these headers.
-async fn python_verifies(secret: &str, content: &str, headers: &[(&str, String)]) -> Python {
-    let headers: serde_json::Map<String, Value> = headers
-        .iter()
-        .map(|(k, v)| (k.to_string(), Value::from(v.as_str())))
-        .collect();
-    let headers = Value::Object(headers).to_string();
-    python(
-        VERIFY,
-        &[
-            ("SECRET", secret),
-            ("CONTENT", content),
-            ("HEADERS", &headers),
-        ],
-    )
-    .await
 }
 
 #[tokio::test]

@@ -116,7 +116,7 @@ impl<const REPLAY: bool> FromRequest<AppState> for Signed<REPLAY> {
             && !state
                 .service
                 .store()
-                .remember_request(client.id(), request_id, REPLAY_TTL)
+                .set_once("seen", &format!("{}:{request_id}", client.id()), REPLAY_TTL)
                 .await?
         {
             return Err(ApiError::Unauthorized(

@@ -29,7 +29,8 @@ struct Inner {
     pending: BTreeSet<String>,
     /// (client, request id) -> (value, expires)
     idempotency: HashMap<(String, String), (String, Instant)>,
-    seen: HashMap<(String, String), Instant>,
+    /// (namespace, key) -> expires
+    flags: HashMap<(String, String), Instant>,
     /// (due ms, member) ordered, plus member -> due ms.
     timers: BTreeSet<(i64, String)>,
     timer_due: HashMap<String, i64>,
@@ -63,7 +64,7 @@ impl Inner {
             return;
         }
         self.idempotency.retain(|_, (_, exp)| *exp > now);
-        self.seen.retain(|_, exp| *exp > now);
+        self.flags.retain(|_, exp| *exp > now);
         self.actions
             .retain(|_, r| r.forget_at.is_none_or(|t| t > now));
     }
@@ -93,23 +94,27 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn remember_request(
-        &self,
-        client: &str,
-        request_id: &str,
-        ttl: Duration,
-    ) -> StoreResult<bool> {
+    async fn set_once(&self, ns: &str, key: &str, ttl: Duration) -> StoreResult<bool> {
         let now = Instant::now();
         let mut inner = self.lock();
         inner.sweep(now);
-        let key = (client.to_owned(), request_id.to_owned());
-        match inner.seen.get(&key) {
+        let key = (ns.to_owned(), key.to_owned());
+        match inner.flags.get(&key) {
             Some(exp) if *exp > now => Ok(false),
             _ => {
-                inner.seen.insert(key, now + ttl);
+                inner.flags.insert(key, now + ttl);
                 Ok(true)
             }
         }
+    }
+
+    async fn is_set(&self, ns: &str, key: &str) -> StoreResult<bool> {
+        let now = Instant::now();
+        let inner = self.lock();
+        Ok(inner
+            .flags
+            .get(&(ns.to_owned(), key.to_owned()))
+            .is_some_and(|exp| *exp > now))
     }
 
     async fn create(&self, new: NewAction<'_>) -> StoreResult<Created> {

@@ -96,6 +96,8 @@ pub enum TimerKind {
     SlackSync,
     /// Resolve the action's PagerDuty incident (an effect of deciding a paged action).
     PagerDutyResolve,
+    /// POST the decided action to its `callback_url` (an effect of the decision).
+    Callback,
 }
 
 /// A durable deadline: one sorted-set member per (kind, action).
@@ -154,6 +156,7 @@ impl Timer {
             TimerKind::Remind => format!("remind:{id}"),
             TimerKind::SlackSync => format!("slack:{id}"),
             TimerKind::PagerDutyResolve => format!("pdresolve:{id}"),
+            TimerKind::Callback => format!("callback:{id}"),
         }
     }
 
@@ -172,6 +175,7 @@ impl Timer {
             "remind" => (TimerKind::Remind, rest),
             "slack" => (TimerKind::SlackSync, rest),
             "pdresolve" => (TimerKind::PagerDutyResolve, rest),
+            "callback" => (TimerKind::Callback, rest),
             _ => return None,
         };
         Some(Self {
@@ -187,13 +191,12 @@ pub trait Store: Send + Sync + 'static {
     /// Reachable and answering.
     async fn ping(&self) -> StoreResult<()>;
 
-    /// Remembers a request id for `ttl`; `false` if it was already seen (a replay).
-    async fn remember_request(
-        &self,
-        client: &str,
-        request_id: &str,
-        ttl: Duration,
-    ) -> StoreResult<bool>;
+    /// Sets `key` in namespace `ns` for `ttl` unless it is set: `true` if this call set
+    /// it, atomically across replicas (replay guards, single-use grants).
+    async fn set_once(&self, ns: &str, key: &str, ttl: Duration) -> StoreResult<bool>;
+
+    /// Whether `key` is set in namespace `ns` (and not expired).
+    async fn is_set(&self, ns: &str, key: &str) -> StoreResult<bool>;
 
     /// Stores a new action with its idempotency key and timers, atomically; an action
     /// created already decided is published at once.
@@ -259,6 +262,7 @@ mod tests {
             TimerKind::Remind,
             TimerKind::SlackSync,
             TimerKind::PagerDutyResolve,
+            TimerKind::Callback,
         ] {
             let t = Timer::new(kind, &id, due);
             assert_eq!(Timer::parse(&t.member(), t.due_ms()), Some(t));

@@ -4,7 +4,8 @@
 //! Keys (prefix `GREENLIGHT_REDIS_PREFIX`, default `greenlight`), documented in docs/redis.md:
 //! - `{p}:action:{id}`: hash `rev`, `status`, `json` (the action object), `slack` (message state)
 //! - `{p}:idem:{client}:{webhook-id}`: `"{body sha256} {action id}"`, 24 h
-//! - `{p}:seen:{client}:{webhook-id}`: replay guard, 10 min
+//! - `{p}:{ns}:{key}`: one-shot flags with a TTL (`seen:{client}:{webhook-id}`, the
+//!   replay guard, 10 min; others per feature)
 //! - `{p}:pending`: set of pending action ids
 //! - `{p}:timers`: sorted set, member `{kind}:{action id}`, score due unix ms
 //! - channel `{p}:decision:{id}`: the action JSON, once, when it leaves `pending`
@@ -67,8 +68,8 @@ impl Keys {
     fn idempotency(&self, client: &str, request: &str) -> String {
         format!("{}:idem:{client}:{request}", self.prefix)
     }
-    fn seen(&self, client: &str, request: &str) -> String {
-        format!("{}:seen:{client}:{request}", self.prefix)
+    fn flag(&self, ns: &str, key: &str) -> String {
+        format!("{}:{ns}:{key}", self.prefix)
     }
     fn pending(&self) -> String {
         format!("{}:pending", self.prefix)
@@ -131,23 +132,28 @@ impl Store for RedisStore {
         Ok(())
     }
 
-    async fn remember_request(
-        &self,
-        client: &str,
-        request_id: &str,
-        ttl: Duration,
-    ) -> StoreResult<bool> {
+    async fn set_once(&self, ns: &str, key: &str, ttl: Duration) -> StoreResult<bool> {
         let mut conn = self.conn.clone();
         let set: Option<String> = cmd("SET")
-            .arg(self.keys.seen(client, request_id))
+            .arg(self.keys.flag(ns, key))
             .arg(1)
             .arg("NX")
-            .arg("EX")
-            .arg(ttl.as_secs().max(1))
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
         Ok(set.is_some())
+    }
+
+    async fn is_set(&self, ns: &str, key: &str) -> StoreResult<bool> {
+        let mut conn = self.conn.clone();
+        let n: i64 = cmd("EXISTS")
+            .arg(self.keys.flag(ns, key))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(n > 0)
     }
 
     async fn create(&self, new: NewAction<'_>) -> StoreResult<Created> {

@@ -1,4 +1,5 @@
 //! Background work of a server process.
 
+pub mod callbacks;
 pub mod escalation;
 pub mod scheduler;

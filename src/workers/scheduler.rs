@@ -7,6 +7,7 @@
 use crate::service::{Service, ServiceError};
 use crate::slack::{Slack, Synced};
 use crate::store::{StoreError, Timer, TimerKind};
+use crate::workers::callbacks::Callbacks;
 use crate::workers::escalation::Escalator;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -42,14 +43,21 @@ pub struct Scheduler {
     service: Arc<Service>,
     slack: Option<Arc<Slack>>,
     escalator: Escalator,
+    callbacks: Callbacks,
 }
 
 impl Scheduler {
-    pub fn new(service: Arc<Service>, slack: Option<Arc<Slack>>, escalator: Escalator) -> Self {
+    pub fn new(
+        service: Arc<Service>,
+        slack: Option<Arc<Slack>>,
+        escalator: Escalator,
+        callbacks: Callbacks,
+    ) -> Self {
         Self {
             service,
             slack,
             escalator,
+            callbacks,
         }
     }
 
@@ -99,6 +107,7 @@ impl Scheduler {
             TimerKind::Escalate(stage) => self.escalator.stage(id, stage).await,
             TimerKind::Remind => self.escalator.remind(id).await,
             TimerKind::PagerDutyResolve => self.escalator.resolve(id).await,
+            TimerKind::Callback => self.callbacks.deliver(id).await,
             TimerKind::SlackSync => match &self.slack {
                 // Slack was switched off since: nothing to keep in sync.
                 None => Ok(Fired::Done),

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod pagerduty;
+pub mod python;
 pub mod slack;
 
 use greenlight::app::Application;

@@ -1,0 +1,74 @@
+//! Decision callbacks: when an action with a `callback_url` leaves pending, POST the
+//! action object to it, signed with the creating client's secret (Standard Webhooks),
+//! with the same `webhook-id` on every attempt. Each attempt is one run of a durable
+//! timer, so retries survive restarts; they back off to an hour apart and stop after a
+//! day. The URL was checked against the client's `callback_hosts` when the action was
+//! created, and redirects are never followed (the app's HTTP client refuses them).
+
+use super::scheduler::Fired;
+use crate::domain::ActionId;
+use crate::notify::{Retry, WebhookNotifier};
+use crate::service::Service;
+use crate::store::StoreError;
+use chrono::{Duration as ChronoDuration, Utc};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Callbacks are retried for this long after the decision, then given up.
+const GIVE_UP_AFTER: ChronoDuration = ChronoDuration::hours(24);
+const MAX_DELAY: Duration = Duration::from_secs(3600);
+
+pub struct Callbacks {
+    pub service: Arc<Service>,
+    pub http: reqwest::Client,
+}
+
+impl Callbacks {
+    /// One delivery attempt of the decision of `id`.
+    pub async fn deliver(&self, id: &ActionId) -> Result<Fired, StoreError> {
+        let Some(v) = self.service.store().load(id).await? else {
+            return Ok(Fired::Done);
+        };
+        let action = v.action;
+        let (Some(url), Some(decision)) = (&action.callback_url, &action.decision) else {
+            return Ok(Fired::Done);
+        };
+        let Some(client) = self.service.client(&action.client) else {
+            tracing::error!(action_id = %id, client = %action.client, "callback dropped: the client is no longer in the policy");
+            return Ok(Fired::Done);
+        };
+        let Some(secret) = client.secrets.first().cloned() else {
+            return Ok(Fired::Done);
+        };
+        // One attempt per run: the timer is the retry loop, so retries outlive a restart.
+        let notifier = WebhookNotifier::new(self.http.clone(), Some(secret)).with_retry(Retry {
+            attempts: 1,
+            ..Retry::default()
+        });
+        let body = serde_json::to_value(&action).expect("actions serialize");
+        let event_id = format!("{id}-decision");
+        match notifier.send(url, &event_id, &body).await {
+            Ok(()) => {
+                tracing::info!(action_id = %id, "decision callback delivered");
+                Ok(Fired::Done)
+            }
+            Err(e) => {
+                let waited = Utc::now() - decision.decided_at;
+                if waited > GIVE_UP_AFTER || !e.is_transient() {
+                    tracing::error!(action_id = %id, error = %e, "decision callback failed; giving up");
+                    return Ok(Fired::Done);
+                }
+                // Back off with the time already waited: about doubling, from 1 s to 1 h.
+                let delay = waited
+                    .to_std()
+                    .unwrap_or_default()
+                    .clamp(Duration::from_secs(1), MAX_DELAY);
+                let jitter = Duration::from_millis(rand::random::<u64>() % 250);
+                tracing::warn!(action_id = %id, error = %e, retry_in = ?delay, "decision callback failed; will retry");
+                Ok(Fired::At(
+                    Utc::now() + ChronoDuration::from_std(delay + jitter).unwrap_or_default(),
+                ))
+            }
+        }
+    }
+}
