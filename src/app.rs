@@ -1,7 +1,9 @@
 //! Builds a server from settings (binding first, so callers learn the port, which lets
 //! tests use port 0), runs it with its workers, and stops everything on one signal.
 
+use crate::audit::AuditEvent;
 use crate::config::Settings;
+use crate::grants::GrantKeys;
 use crate::http::{self, AppState};
 use crate::notify::pagerduty::PagerDuty;
 use crate::notify::webhook::WebhookNotifier;
@@ -131,14 +133,19 @@ impl Application {
             .transpose()
             .map_err(|e| anyhow::anyhow!("GREENLIGHT_NOTIFY_SECRET {e}"))?;
         let webhooks = WebhookNotifier::new(http.clone(), notify_secret);
-        let service = Arc::new(Service::new(
-            store,
-            waiters,
-            loaded,
-            settings.max_wait(),
-            slack.is_some(),
-            shutdown.clone(),
-        ));
+        let grants = Arc::new(GrantKeys::from_settings(&settings)?);
+        let service = Arc::new(
+            Service::new(
+                store,
+                waiters,
+                loaded,
+                settings.max_wait(),
+                slack.is_some(),
+                shutdown.clone(),
+                grants,
+            )
+            .with_audit_maxlen(settings.audit_maxlen),
+        );
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
@@ -240,8 +247,14 @@ async fn reload_on_sighup(service: Arc<Service>, settings: Settings, shutdown: C
         match load(&settings) {
             Ok(loaded) => {
                 let rules = loaded.policy.rules.len();
+                let clients = loaded.clients.len();
                 service.reload(loaded);
                 tracing::info!(rules, "policy reloaded");
+                let file = settings.policy.as_ref().map(|p| p.display().to_string());
+                service
+                    .audit()
+                    .record(AuditEvent::policy_reloaded(file.as_deref(), rules, clients))
+                    .await;
             }
             Err(e) => tracing::error!("policy reload refused, keeping the running policy: {e:#}"),
         }

@@ -201,6 +201,31 @@ impl Client {
         )
         .await
     }
+
+    /// One page of the audit trail after the cursor `after` (oldest first); needs the
+    /// `auditor` or `admin` role. With `action_id`, only that action's entries.
+    pub async fn audit(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        action_id: Option<&str>,
+    ) -> Result<crate::audit::Page, ClientError> {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        query.append_pair("limit", &limit.to_string());
+        if let Some(after) = after {
+            query.append_pair("after", after);
+        }
+        if let Some(id) = action_id {
+            query.append_pair("action_id", id);
+        }
+        self.call(
+            Method::GET,
+            &format!("/v1/audit?{}", query.finish()),
+            None,
+            Self::CALL_TIMEOUT,
+        )
+        .await
+    }
 }
 
 /// A long-poll that ends this close to the deadline ends the wait: another poll would

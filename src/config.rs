@@ -37,6 +37,10 @@ pub struct Settings {
     /// Ed25519 PKCS#8 PEM that signs grants.
     #[arg(long, env = "GREENLIGHT_GRANT_SIGNING_KEY", hide_env_values = true)]
     pub grant_signing_key: Option<SecretString>,
+    /// The key that signed grants before the current one (PKCS#8 private or SPKI public
+    /// PEM): still published in the JWKS and accepted by verify during a rotation.
+    #[arg(long, env = "GREENLIGHT_GRANT_PREVIOUS_KEY", hide_env_values = true)]
+    pub grant_previous_key: Option<SecretString>,
     #[arg(long, env = "PAGERDUTY_ROUTING_KEY", hide_env_values = true)]
     pub pagerduty_routing_key: Option<SecretString>,
     #[arg(
@@ -78,6 +82,7 @@ impl Settings {
             slack_api_base: "https://slack.com/api".into(),
             slack_default_channel: None,
             grant_signing_key: None,
+            grant_previous_key: None,
             pagerduty_routing_key: None,
             pagerduty_events_url: "https://events.pagerduty.com/v2/enqueue".into(),
             notify_secret: None,

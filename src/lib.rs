@@ -4,10 +4,12 @@
 //! the decision is stored once, published on Redis and handed to whoever waits.
 
 pub mod app;
+pub mod audit;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod domain;
+pub mod grants;
 pub mod http;
 pub mod notify;
 pub mod policy;

@@ -2,10 +2,12 @@
 //! policy, read it, wait for it, and move it out of `pending` exactly once.
 //! HTTP handlers, Slack callbacks and timers all come through here.
 
+use crate::audit::{self, Audit, AuditEvent, Origin};
 use crate::domain::{
     Action, ActionId, ActionRequest, AlreadyDecided, DecidedBy, Outcome, PolicySnapshot, StagePlan,
     Status, VoteKind, VoteRejected, from_json,
 };
+use crate::grants::GrantKeys;
 use crate::policy::{ClientSpec, MatchInput, Policy, Role, RuleDecision};
 use crate::signing::Secret;
 use crate::store::{Created, NewAction, Store, StoreError, Timer, TimerKind};
@@ -81,6 +83,10 @@ pub struct Service {
     /// Whether changes are mirrored to Slack (a sync effect per change).
     slack: bool,
     shutdown: CancellationToken,
+    /// Signs the grant every approval carries.
+    grants: Arc<GrantKeys>,
+    /// Where every event is recorded (see [`crate::audit`]).
+    audit: Audit,
 }
 
 /// Why a vote was not recorded.
@@ -105,8 +111,10 @@ impl Service {
         max_wait: Duration,
         slack: bool,
         shutdown: CancellationToken,
+        grants: Arc<GrantKeys>,
     ) -> Self {
         Self {
+            audit: Audit::new(store.clone(), audit::DEFAULT_MAXLEN),
             store,
             waiters,
             loaded: RwLock::new(Arc::new(loaded)),
@@ -114,6 +122,28 @@ impl Service {
             max_wait,
             slack,
             shutdown,
+            grants,
+        }
+    }
+
+    /// The keys that sign and verify grants.
+    pub fn grants(&self) -> &GrantKeys {
+        &self.grants
+    }
+
+    /// Every approval carries a grant, signed once when the action becomes `approved`,
+    /// valid for the `grant_ttl` of the rule it was created under.
+    fn attach_grant(&self, action: &mut Action) {
+        if action.status != Status::Approved {
+            return;
+        }
+        let ttl = Duration::from_secs(action.policy.grant_ttl_seconds);
+        let issued = match &action.decision {
+            Some(d) if d.grant.is_none() => self.grants.issue(action, ttl, d.decided_at),
+            _ => return,
+        };
+        if let Some(d) = action.decision.as_mut() {
+            d.grant = Some(issued);
         }
     }
 
@@ -141,16 +171,33 @@ impl Service {
         &self,
         id: &ActionId,
         stage: u32,
-        paged: bool,
+    ) -> Result<Option<Action>, StoreError> {
+        self.change_if(id, |a| a.escalate(stage, Utc::now())).await
+    }
+
+    /// Records that PagerDuty was paged for this action, so its decision resolves the
+    /// incident; `false` when it was decided meanwhile.
+    pub async fn record_paged(&self, id: &ActionId) -> Result<bool, StoreError> {
+        let changed = self
+            .change_if(id, |a| match &mut a.escalation {
+                Some(e) if a.status == crate::domain::Status::Pending => {
+                    e.paged = true;
+                    true
+                }
+                _ => false,
+            })
+            .await?;
+        Ok(changed.is_some())
+    }
+
+    /// A compare-and-set whose change may decline (`false`): `None` then.
+    async fn change_if(
+        &self,
+        id: &ActionId,
+        mut change: impl FnMut(&mut Action) -> bool,
     ) -> Result<Option<Action>, StoreError> {
         let changed = self
-            .compare_and_set(id, |a| {
-                if a.escalate(stage, paged, Utc::now()) {
-                    Ok(())
-                } else {
-                    Err(())
-                }
-            })
+            .compare_and_set(id, |a| if change(a) { Ok(()) } else { Err(()) })
             .await;
         match changed {
             Ok(action) => Ok(action),
@@ -164,6 +211,17 @@ impl Service {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Keeps about `maxlen` audit entries (`GREENLIGHT_AUDIT_MAXLEN`; 0 keeps all).
+    pub fn with_audit_maxlen(mut self, maxlen: u64) -> Self {
+        self.audit = Audit::new(self.store.clone(), maxlen);
+        self
+    }
+
+    /// The audit trail, for anything that records an event.
+    pub fn audit(&self) -> &Audit {
+        &self.audit
     }
 
     pub fn loaded(&self) -> Arc<Loaded> {
@@ -248,6 +306,7 @@ impl Service {
                     .and_then(|r| r.remind_every)
                     .map(|d| d.as_secs().max(1)),
                 severity: eval.rule.map(|r| r.severity.to_string()),
+                grant_ttl_seconds: eval.grant_ttl.as_secs(),
             },
             votes: Vec::new(),
             created_at: now,
@@ -270,6 +329,7 @@ impl Service {
                     now,
                 )
                 .expect("a new action is pending");
+            self.attach_grant(&mut action);
         }
         // An auto-decided action has no timers and posts nothing to Slack.
         let timers = if action.is_pending() {
@@ -294,6 +354,9 @@ impl Service {
             .await?;
         match created {
             Created::New => {
+                let mut events = vec![AuditEvent::requested(&action)];
+                events.extend(AuditEvent::auto_decided(&action));
+                self.audit.record_all(events).await;
                 if action.is_pending() {
                     self.timers_changed.notify_one();
                 }
@@ -380,7 +443,7 @@ impl Service {
             ));
         }
         let by = client.id().to_owned();
-        self.transition(id, |a| {
+        self.transition(id, Origin::Client(client.id()), |a| {
             a.decide(
                 Outcome::Cancelled,
                 DecidedBy::Client(by.clone()),
@@ -411,8 +474,12 @@ impl Service {
             ));
         }
         self.read(id).await?;
+        let origin = Origin::BreakGlass {
+            client: client.id(),
+            by,
+        };
         let action = self
-            .transition(id, |a| {
+            .transition(id, origin, |a| {
                 a.decide(
                     outcome,
                     DecidedBy::People(vec![by.to_owned()]),
@@ -429,7 +496,7 @@ impl Service {
     /// The expiry timer (or a late read) ends a pending action.
     pub async fn expire(&self, id: &ActionId) -> ServiceResult<Action> {
         match self
-            .transition(id, |a| {
+            .transition(id, Origin::Timer, |a| {
                 a.decide(Outcome::Expired, DecidedBy::Timer, None, Utc::now())
             })
             .await
@@ -458,8 +525,15 @@ impl Service {
         vote: VoteKind,
         reason: Option<String>,
     ) -> Result<Action, VoteError> {
+        let origin = Origin::Vote {
+            user,
+            vote,
+            reason: reason.as_deref(),
+        };
         let result = self
-            .compare_and_set(id, |a| a.add_vote(user, vote, reason.clone(), Utc::now()))
+            .audited_change(id, origin, |a| {
+                a.add_vote(user, vote, reason.clone(), Utc::now())
+            })
             .await;
         match result {
             Ok(Some(action)) => {
@@ -494,9 +568,10 @@ impl Service {
     async fn transition(
         &self,
         id: &ActionId,
+        origin: Origin<'_>,
         change: impl FnMut(&mut Action) -> Result<(), AlreadyDecided>,
     ) -> ServiceResult<Action> {
-        match self.compare_and_set(id, change).await {
+        match self.audited_change(id, origin, change).await {
             Ok(Some(action)) => Ok(action),
             Ok(None) => Err(ServiceError::NotFound),
             Err(CasError::Change(e)) => Err(ServiceError::Conflict(e.to_string())),
@@ -505,6 +580,24 @@ impl Service {
                 "the action kept changing; try again".into(),
             )),
         }
+    }
+
+    /// [`Self::compare_and_set`], then the audit entries of what it did: the vote, and the
+    /// decision when this change made it (a change only applies to a pending action, so
+    /// one that leaves it decided is the one that decided it).
+    async fn audited_change<E>(
+        &self,
+        id: &ActionId,
+        origin: Origin<'_>,
+        change: impl FnMut(&mut Action) -> Result<(), E>,
+    ) -> Result<Option<Action>, CasError<E>> {
+        let result = self.compare_and_set(id, change).await;
+        if let Ok(Some(action)) = &result {
+            self.audit
+                .record_all(AuditEvent::changed(action, &origin))
+                .await;
+        }
+        result
     }
 
     /// The one read-change-write loop: `None` when there is no such action.
@@ -519,6 +612,7 @@ impl Service {
             };
             let mut action = v.action;
             change(&mut action).map_err(CasError::Change)?;
+            self.attach_grant(&mut action);
             let json = serde_json::to_string(&action).expect("actions serialize");
             let effects = self.effects(&action);
             // A decided action's deadlines are dropped with the decision.

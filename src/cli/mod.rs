@@ -3,6 +3,7 @@
 
 mod commands;
 
+use crate::audit::cli::AuditCommand;
 use crate::config::Settings;
 use crate::policy::cli::{OncallArgs, PolicyCommand, parse_context};
 use crate::telemetry::LogFormat;
@@ -69,6 +70,9 @@ enum Command {
     Policy(PolicyCommand),
     /// Show who is on call in a rotation of the policy file, and the next hand-over.
     Oncall(OncallArgs),
+    /// Export the audit trail as JSON lines, or check its hash chain.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 #[derive(Args)]
@@ -141,6 +145,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Policy(cmd) => cmd.run(),
         Command::Oncall(args) => args.run(),
+        Command::Audit(cmd) => cmd.run(),
         Command::Serve {
             settings,
             log_format,

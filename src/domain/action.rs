@@ -6,7 +6,12 @@ use std::fmt;
 use std::str::FromStr;
 
 /// `act_` followed by a ULID (26 Crockford base32 characters).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, utoipa::ToSchema)]
+#[schema(
+    value_type = String,
+    pattern = "^act_[0-9A-HJKMNP-TV-Z]{26}$",
+    example = "act_01JD8Y3M6QW9T3V7K2X5N4B1C0"
+)]
 pub struct ActionId(String);
 
 impl ActionId {
@@ -53,7 +58,7 @@ impl<'de> Deserialize<'de> for ActionId {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Pending,
@@ -82,7 +87,7 @@ impl fmt::Display for Status {
 }
 
 /// The terminal statuses: where `pending` may go, once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Approved,
@@ -102,7 +107,7 @@ impl From<Outcome> for Status {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Requester {
     pub id: String,
@@ -116,7 +121,7 @@ pub struct Requester {
 
 /// The rule an action was created under, frozen into the action so a policy reload
 /// never changes what a pending action needs.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PolicySnapshot {
     pub rule: String,
     pub min_approvals: u32,
@@ -137,10 +142,18 @@ pub struct PolicySnapshot {
     /// PagerDuty severity for paging stages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub severity: Option<String>,
+    /// Lifetime of the grant an approval carries (the rule's `grant_ttl`).
+    #[serde(default = "default_grant_ttl_seconds")]
+    pub grant_ttl_seconds: u64,
+}
+
+/// The policy's default `grant_ttl` (15 minutes), for actions stored before grants.
+fn default_grant_ttl_seconds() -> u64 {
+    900
 }
 
 /// One escalation stage of a rule, frozen into the action at creation.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StagePlan {
     pub after_seconds: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -152,7 +165,7 @@ pub struct StagePlan {
 }
 
 /// How far an unanswered action was escalated.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Escalation {
     /// The last stage reached, from 1.
     pub stage: u32,
@@ -163,14 +176,14 @@ pub struct Escalation {
     pub paged: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum VoteKind {
     Approve,
     Deny,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Vote {
     pub user: String,
     pub vote: VoteKind,
@@ -178,7 +191,7 @@ pub struct Vote {
     pub at: DateTime<Utc>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Grant {
     pub token: String,
     #[serde(with = "rfc3339")]
@@ -187,13 +200,15 @@ pub struct Grant {
     pub resource: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Decision {
     pub outcome: Outcome,
     #[serde(with = "rfc3339")]
     pub decided_at: DateTime<Utc>,
     pub decided_by: Vec<String>,
+    #[schema(required = true)]
     pub by_policy: Option<String>,
+    #[schema(required = true)]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant: Option<Grant>,
@@ -212,14 +227,16 @@ pub enum DecidedBy {
     Client(String),
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Action {
     pub id: ActionId,
     pub status: Status,
     pub action: String,
     pub resource: String,
     pub requester: Requester,
+    #[schema(required = true)]
     pub reason: Option<String>,
+    #[schema(value_type = Object)]
     pub context: serde_json::Map<String, serde_json::Value>,
     pub client: String,
     pub policy: PolicySnapshot,
@@ -232,6 +249,7 @@ pub struct Action {
     pub callback_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalation: Option<Escalation>,
+    #[schema(required = true)]
     pub decision: Option<Decision>,
 }
 
@@ -287,16 +305,16 @@ impl Action {
 impl Action {
     /// Records that stage `stage` (from 1) was reached, once: `false` when the action is
     /// no longer pending or already got that far.
-    pub fn escalate(&mut self, stage: u32, paged: bool, now: DateTime<Utc>) -> bool {
+    pub fn escalate(&mut self, stage: u32, now: DateTime<Utc>) -> bool {
         let reached = self.escalation.as_ref().map_or(0, |e| e.stage);
         if !self.is_pending() || stage <= reached {
             return false;
         }
-        let was_paged = self.escalation.as_ref().is_some_and(|e| e.paged);
+        let paged = self.escalation.as_ref().is_some_and(|e| e.paged);
         self.escalation = Some(Escalation {
             stage,
             at: now,
-            paged: was_paged || paged,
+            paged,
         });
         true
     }

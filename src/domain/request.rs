@@ -6,18 +6,26 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// The body as sent. Unknown fields are rejected.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionRequest {
+    #[schema(pattern = "^[a-z0-9][a-z0-9._:-]{0,127}$")]
     pub action: String,
+    #[schema(min_length = 1, max_length = 512)]
     pub resource: String,
     pub requester: Requester,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 2000)]
     pub reason: Option<String>,
+    /// A JSON object of at most 16 KiB, shown to approvers and matched by policy rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub context: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Capped by the matching rule's `ttl`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 10, maximum = 86400)]
     pub ttl_seconds: Option<u64>,
+    /// Where the decision is POSTed, signed; https to one of the client's `callback_hosts`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
 }

@@ -1,6 +1,7 @@
 //! `/v1/actions`: create, read, wait, cancel and the admin break-glass decision.
 
 use super::error::ApiError;
+use super::openapi::{ErrorBody, SignedErrors};
 use super::signed::{SignedCreate, SignedRequest};
 use super::{AppState, parse_json};
 use crate::domain::{Action, ActionId, Outcome};
@@ -42,6 +43,23 @@ impl IntoResponse for ActionBody {
     }
 }
 
+/// Asks for approval of an action.
+///
+/// An action decided by policy is answered already decided. Repeating a `webhook-id` with
+/// the same body within 24 h answers `200` with the action as it is now.
+#[utoipa::path(
+    post,
+    path = "/v1/actions",
+    tag = "actions",
+    request_body = crate::domain::ActionRequest,
+    responses(
+        (status = 201, description = "Created", body = Action),
+        (status = 200, description = "An idempotent repeat of the same request", body = Action),
+        (status = 403, description = "Needs the requester or admin role", body = ErrorBody),
+        (status = 409, description = "A repeated `webhook-id` with another body", body = ErrorBody),
+        SignedErrors,
+    )
+)]
 async fn create(
     State(state): State<AppState>,
     signed: SignedCreate,
@@ -62,6 +80,20 @@ async fn create(
     }
 }
 
+/// Reads an action.
+///
+/// Readable by its creator and by clients with the `admin` or `auditor` role.
+#[utoipa::path(
+    get,
+    path = "/v1/actions/{id}",
+    tag = "actions",
+    params(("id" = ActionId, Path, description = "The action id")),
+    responses(
+        (status = 200, description = "The action", body = Action),
+        (status = 404, description = "No such action (or not this client's)", body = ErrorBody),
+        SignedErrors,
+    )
+)]
 async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -71,11 +103,28 @@ async fn show(
     Ok(Json(state.service.get(&signed.client, &id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct WaitQuery {
+    /// Seconds to wait (default 30, capped at `GREENLIGHT_MAX_WAIT`).
     timeout: Option<u64>,
 }
 
+/// Long-polls until the action is decided.
+///
+/// Answers as soon as the action is decided, or after `timeout` seconds with the action
+/// still pending.
+#[utoipa::path(
+    get,
+    path = "/v1/actions/{id}/wait",
+    tag = "actions",
+    params(("id" = ActionId, Path, description = "The action id"), WaitQuery),
+    responses(
+        (status = 200, description = "The action, decided or still pending", body = Action),
+        (status = 404, description = "No such action (or not this client's)", body = ErrorBody),
+        SignedErrors,
+    )
+)]
 async fn wait(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -89,12 +138,29 @@ async fn wait(
     Ok(state.service.wait(&signed.client, &id, timeout).await?)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CancelBody {
     reason: Option<String>,
 }
 
+/// Cancels a pending action.
+///
+/// Only the creating client cancels. The body is optional.
+#[utoipa::path(
+    post,
+    path = "/v1/actions/{id}/cancel",
+    tag = "actions",
+    params(("id" = ActionId, Path, description = "The action id")),
+    request_body(content = Option<CancelBody>, description = "Optional"),
+    responses(
+        (status = 200, description = "The cancelled action", body = Action),
+        (status = 403, description = "Only the creating client cancels", body = ErrorBody),
+        (status = 404, description = "No such action (or not this client's)", body = ErrorBody),
+        (status = 409, description = "The action is already decided", body = ErrorBody),
+        SignedErrors,
+    )
+)]
 async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -115,14 +181,32 @@ async fn cancel(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DecisionBody {
+    #[schema(value_type = super::openapi::BreakGlassOutcome)]
     outcome: Outcome,
     by: String,
     reason: Option<String>,
 }
 
+/// Decides an action directly (role `admin`).
+///
+/// Break-glass, for when Slack is down; audited as such.
+#[utoipa::path(
+    post,
+    path = "/v1/actions/{id}/decision",
+    tag = "actions",
+    params(("id" = ActionId, Path, description = "The action id")),
+    request_body = DecisionBody,
+    responses(
+        (status = 200, description = "The decided action", body = Action),
+        (status = 403, description = "The client does not have the admin role", body = ErrorBody),
+        (status = 404, description = "No such action", body = ErrorBody),
+        (status = 409, description = "The action is already decided", body = ErrorBody),
+        SignedErrors,
+    )
+)]
 async fn decide(
     State(state): State<AppState>,
     Path(id): Path<String>,

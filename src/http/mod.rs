@@ -1,8 +1,11 @@
 //! The HTTP surface: one router per concern, merged here, sharing one [`AppState`].
 
 mod actions;
+mod audit;
 pub mod error;
+mod grants;
 mod health;
+mod openapi;
 pub mod signed;
 mod slack;
 
@@ -27,7 +30,10 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(actions::router())
+        .merge(audit::router())
+        .merge(grants::router())
         .merge(health::router())
+        .merge(openapi::router())
         .merge(slack::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async {

@@ -8,6 +8,7 @@ use super::render::{
     APPROVE_ACTION_ID, DENY_ACTION_ID, DENY_REASON_BLOCK_ID, DENY_REASON_CALLBACK_ID,
     DENY_REASON_INPUT_ID,
 };
+use crate::audit::AuditEvent;
 use crate::domain::{Action, ActionId, VoteKind, VoteRejected};
 use crate::service::{Service, VoteError};
 use serde::Deserialize;
@@ -171,6 +172,14 @@ impl Slack {
             let view = super::render::deny_reason_modal(&action);
             if let Err(e) = self.api.open_view(&trigger_id, &view).await {
                 tracing::warn!(action_id = %action.id, error = %e, "cannot open the deny-reason modal");
+                service
+                    .audit()
+                    .record(AuditEvent::slack_error(
+                        &action,
+                        "views.open",
+                        &e.to_string(),
+                    ))
+                    .await;
                 self.tell(
                     &reply,
                     "Greenlight could not open the reason form; please try again.",
@@ -197,8 +206,14 @@ impl Slack {
         match service.vote(&action.id, user, vote, reason).await {
             Ok(_) => {}
             Err(VoteError::Rejected(VoteRejected::AlreadyVoted)) => {
-                self.reject(&action, user, reply, "You already voted on this action.")
-                    .await
+                self.reject(
+                    service,
+                    &action,
+                    user,
+                    reply,
+                    "You already voted on this action.",
+                )
+                .await
             }
             Err(VoteError::Rejected(VoteRejected::Decided(_))) | Err(VoteError::NotFound) => {
                 let now = service.store().load(&action.id).await.ok().flatten();
@@ -206,7 +221,7 @@ impl Slack {
                     || "This action no longer exists.".to_owned(),
                     |v| decided_text(&v.action),
                 );
-                self.reject(&action, user, reply, &text).await
+                self.reject(service, &action, user, reply, &text).await
             }
             Err(VoteError::Store(e)) => {
                 tracing::warn!(action_id = %action.id, error = %e, "cannot record a vote");
@@ -246,12 +261,13 @@ impl Slack {
             }
         };
         if !action.is_pending() {
-            self.reject(&action, user, reply, &decided_text(&action))
+            self.reject(service, &action, user, reply, &decided_text(&action))
                 .await;
             return None;
         }
         if !action.policy.allow_self_approval && self.is_requester(&action, user).await {
             self.reject(
+                service,
                 &action,
                 user,
                 reply,
@@ -271,7 +287,7 @@ impl Slack {
                     "You are not an approver for rule `{}`.",
                     super::render::escape(&action.policy.rule)
                 );
-                self.reject(&action, user, reply, &text).await;
+                self.reject(service, &action, user, reply, &text).await;
                 None
             }
             Err(e) => {
@@ -298,8 +314,19 @@ impl Slack {
         }
     }
 
-    async fn reject(&self, action: &Action, user: &str, reply: &Reply<'_>, why: &str) {
+    async fn reject(
+        &self,
+        service: &Service,
+        action: &Action,
+        user: &str,
+        reply: &Reply<'_>,
+        why: &str,
+    ) {
         tracing::info!(action_id = %action.id, user, why, "vote rejected");
+        service
+            .audit()
+            .record(AuditEvent::vote_rejected(action, user, why))
+            .await;
         self.tell(reply, why).await;
     }
 

@@ -7,6 +7,7 @@ use super::Slack;
 use super::api::SlackError;
 use super::directory::is_user_id;
 use super::render;
+use crate::audit::{Audit, AuditEvent};
 use crate::domain::{Action, ActionId};
 use crate::store::{SlackState, Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -26,39 +27,76 @@ const GIVE_UP_AFTER: chrono::Duration = chrono::Duration::hours(24);
 const RETRY_AFTER: Duration = Duration::from_secs(10);
 
 enum Step {
-    Retry(DateTime<Utc>),
-    GiveUp,
+    Retry(DateTime<Utc>, Option<Failure>),
+    GiveUp(Option<Failure>),
+}
+
+/// A Slack call that failed: audited as `slack_error` when it is given up on.
+struct Failure {
+    call: &'static str,
+    error: String,
+}
+
+impl Step {
+    fn failure(self) -> Option<Failure> {
+        match self {
+            Step::Retry(_, f) | Step::GiveUp(f) => f,
+        }
+    }
 }
 
 impl Slack {
-    pub async fn sync(&self, store: &dyn Store, id: &ActionId) -> Result<Synced, StoreError> {
+    /// A failure is audited (`slack_error`) when it is given up on: a refusal at once, a
+    /// transient failure once retries stop; retried failures are only logged, so an
+    /// outage does not flood the trail.
+    pub async fn sync(
+        &self,
+        store: &dyn Store,
+        audit: &Audit,
+        id: &ActionId,
+    ) -> Result<Synced, StoreError> {
         let Some(v) = store.load(id).await? else {
             return Ok(Synced::Reflected(0));
         };
-        match self.sync_action(store, &v.action, v.slack).await {
+        match self.sync_action(store, audit, &v.action, v.slack).await {
             Ok(()) => Ok(Synced::Reflected(v.rev)),
-            Err(Step::Retry(at)) if Utc::now() - v.action.created_at < GIVE_UP_AFTER => {
+            Err(Step::Retry(at, _)) if Utc::now() - v.action.created_at < GIVE_UP_AFTER => {
                 Ok(Synced::RetryAt(at))
             }
-            Err(_) => Ok(Synced::Reflected(v.rev)),
+            Err(step) => {
+                if let Some(f) = step.failure() {
+                    audit
+                        .record(AuditEvent::slack_error(&v.action, f.call, &f.error))
+                        .await;
+                }
+                Ok(Synced::Reflected(v.rev))
+            }
         }
     }
 
-    fn failed(&self, id: &ActionId, what: &str, e: SlackError) -> Step {
+    fn failed(&self, id: &ActionId, what: &'static str, e: SlackError) -> Step {
+        let failure = Some(Failure {
+            call: what,
+            error: e.to_string(),
+        });
         if e.is_transient() {
             tracing::warn!(action_id = %id, what, error = %e, "Slack call failed; will retry");
             let wait = e.retry_after().unwrap_or(RETRY_AFTER);
-            Step::Retry(Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default())
+            Step::Retry(
+                Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default(),
+                failure,
+            )
         } else {
             // ok:false and the like: a retry would fail the same way.
             tracing::error!(action_id = %id, what, error = %e, "Slack refused a call; giving up on it");
-            Step::GiveUp
+            Step::GiveUp(failure)
         }
     }
 
     async fn sync_action(
         &self,
         store: &dyn Store,
+        audit: &Audit,
         action: &Action,
         state: Option<SlackState>,
     ) -> Result<(), Step> {
@@ -82,7 +120,10 @@ impl Slack {
                     .or(self.default_channel.as_deref())
                 else {
                     tracing::error!(action_id = %id, "no Slack channel for this action (set the rule's channel or SLACK_DEFAULT_CHANNEL)");
-                    return Err(Step::GiveUp);
+                    return Err(Step::GiveUp(Some(Failure {
+                        call: "chat.postMessage",
+                        error: "no channel: set the rule's channel or SLACK_DEFAULT_CHANNEL".into(),
+                    })));
                 };
                 let posted = self
                     .api
@@ -90,6 +131,13 @@ impl Slack {
                     .await
                     .map_err(|e| self.failed(id, "chat.postMessage", e))?;
                 tracing::info!(action_id = %id, channel = %posted.channel, "approval message posted");
+                audit
+                    .record(AuditEvent::message_posted(
+                        action,
+                        &posted.channel,
+                        &posted.ts,
+                    ))
+                    .await;
                 let state = SlackState {
                     channel: posted.channel,
                     ts: posted.ts,
@@ -167,6 +215,6 @@ impl Slack {
 async fn save(store: &dyn Store, id: &ActionId, state: &SlackState) -> Result<(), Step> {
     store.set_slack(id, state).await.map_err(|e| {
         tracing::warn!(action_id = %id, error = %e, "cannot record Slack state; will retry");
-        Step::Retry(Utc::now() + chrono::Duration::seconds(1))
+        Step::Retry(Utc::now() + chrono::Duration::seconds(1), None)
     })
 }

@@ -35,6 +35,7 @@ struct Inner {
     timers: BTreeSet<(i64, String)>,
     timer_due: HashMap<String, i64>,
     inserts: u64,
+    audit: super::audit::MemoryAuditLog,
 }
 
 impl Inner {
@@ -230,14 +231,7 @@ impl Store for MemoryStore {
         let mut claimed = Vec::with_capacity(due.len());
         for (ms, member) in due {
             inner.set_timer(member.clone(), lease_until);
-            match Timer::parse(&member, ms) {
-                Some(t) => claimed.push(t),
-                None => {
-                    tracing::warn!(member, "dropping a timer of an unknown kind");
-                    inner.timers.remove(&(lease_until, member.clone()));
-                    inner.timer_due.remove(&member);
-                }
-            }
+            claimed.extend(super::redis::parse_claimed(&member, ms));
         }
         Ok(claimed)
     }
@@ -294,6 +288,31 @@ impl Store for MemoryStore {
             .timers
             .first()
             .and_then(|(ms, _)| DateTime::from_timestamp_millis(*ms)))
+    }
+
+    async fn audit_head(&self) -> StoreResult<Option<String>> {
+        Ok(self.lock().audit.head())
+    }
+
+    async fn audit_append(
+        &self,
+        expected_head: Option<&str>,
+        entries: &[super::NewAuditEntry<'_>],
+        maxlen: u64,
+    ) -> StoreResult<super::AuditAppend> {
+        let now_ms = Utc::now().timestamp_millis().max(0) as u64;
+        Ok(self
+            .lock()
+            .audit
+            .append(expected_head, entries, maxlen, now_ms))
+    }
+
+    async fn audit_range(
+        &self,
+        after: Option<&str>,
+        count: usize,
+    ) -> StoreResult<Vec<(String, String)>> {
+        Ok(self.lock().audit.range(after, count))
     }
 }
 

@@ -5,8 +5,11 @@
 //! publishes an action the moment it leaves `pending`, in the same atomic step: so a
 //! decision is made, stored and announced exactly once.
 
+mod audit;
 mod memory;
 mod redis;
+
+pub use audit::parse_stream_id;
 
 pub use memory::MemoryStore;
 pub use redis::{RedisStore, RedisStoreConfig};
@@ -246,6 +249,41 @@ pub trait Store: Send + Sync + 'static {
 
     /// When the earliest timer is due, if any.
     async fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>>;
+
+    /// The hash of the last audit entry (the chain's head); `None` before the first.
+    async fn audit_head(&self) -> StoreResult<Option<String>>;
+
+    /// Appends `entries` to the audit stream, in order, if the head is still
+    /// `expected_head` (a compare-and-set across replicas), and makes the last one's hash
+    /// the head; trims the oldest beyond about `maxlen` entries (0 keeps all).
+    async fn audit_append(
+        &self,
+        expected_head: Option<&str>,
+        entries: &[NewAuditEntry<'_>],
+        maxlen: u64,
+    ) -> StoreResult<AuditAppend>;
+
+    /// Up to `count` audit entries after the stream id `after` (a well-formed id: see
+    /// [`parse_stream_id`]), or from the oldest kept; oldest first, as (id, stored JSON).
+    async fn audit_range(
+        &self,
+        after: Option<&str>,
+        count: usize,
+    ) -> StoreResult<Vec<(String, String)>>;
+}
+
+/// An audit entry ready to append: its hash (the head once appended) and its JSON.
+pub struct NewAuditEntry<'a> {
+    pub hash: &'a str,
+    pub json: &'a str,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum AuditAppend {
+    /// Appended, with these stream ids.
+    Appended(Vec<String>),
+    /// Another writer moved the head first: this is the head now.
+    HeadMoved(Option<String>),
 }
 
 #[cfg(test)]

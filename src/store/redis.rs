@@ -8,6 +8,7 @@
 //!   replay guard, 10 min; others per feature)
 //! - `{p}:pending`: set of pending action ids
 //! - `{p}:timers`: sorted set, member `{kind}:{action id}`, score due unix ms
+//! - `{p}:audit`: stream of audit entries; `{p}:audit:head`: the last entry's hash
 //! - channel `{p}:decision:{id}`: the action JSON, once, when it leaves `pending`
 
 use super::{
@@ -47,6 +48,7 @@ pub struct RedisStore {
     claim: Script,
     finish_if_current: Script,
     set_slack: Script,
+    audit_append: Script,
     subscribed: Arc<AtomicBool>,
 }
 
@@ -76,6 +78,12 @@ impl Keys {
     }
     fn timers(&self) -> String {
         format!("{}:timers", self.prefix)
+    }
+    fn audit(&self) -> String {
+        format!("{}:audit", self.prefix)
+    }
+    fn audit_head(&self) -> String {
+        format!("{}:audit:head", self.prefix)
     }
 }
 
@@ -109,6 +117,7 @@ impl RedisStore {
             claim: Script::new(CLAIM),
             finish_if_current: Script::new(FINISH_IF_CURRENT),
             set_slack: Script::new(SET_SLACK),
+            audit_append: Script::new(super::audit::APPEND),
             subscribed: Arc::default(),
         });
         tokio::spawn(subscriber(client, store.clone(), waiters, shutdown));
@@ -278,22 +287,10 @@ impl Store for RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        let mut timers = Vec::with_capacity(claimed.len());
-        for (member, due) in claimed {
-            match Timer::parse(&member, due) {
-                Some(t) => timers.push(t),
-                None => {
-                    tracing::warn!(member, "dropping a timer of an unknown kind");
-                    let _: i64 = cmd("ZREM")
-                        .arg(self.keys.timers())
-                        .arg(&member)
-                        .query_async(&mut conn)
-                        .await
-                        .map_err(unavailable)?;
-                }
-            }
-        }
-        Ok(timers)
+        Ok(claimed
+            .into_iter()
+            .filter_map(|(member, due)| parse_claimed(&member, due))
+            .collect())
     }
 
     async fn finish(&self, timer: &Timer) -> StoreResult<()> {
@@ -349,6 +346,57 @@ impl Store for RedisStore {
             .first()
             .and_then(|(_, ms)| DateTime::from_timestamp_millis(*ms)))
     }
+
+    async fn audit_head(&self) -> StoreResult<Option<String>> {
+        let mut conn = self.conn.clone();
+        super::audit::redis_head(&mut conn, &self.keys.audit_head())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn audit_append(
+        &self,
+        expected_head: Option<&str>,
+        entries: &[super::NewAuditEntry<'_>],
+        maxlen: u64,
+    ) -> StoreResult<super::AuditAppend> {
+        let mut conn = self.conn.clone();
+        let keys = (self.keys.audit(), self.keys.audit_head());
+        super::audit::redis_append(
+            &mut conn,
+            &self.audit_append,
+            (&keys.0, &keys.1),
+            expected_head,
+            entries,
+            maxlen,
+        )
+        .await
+        .map_err(unavailable)
+    }
+
+    async fn audit_range(
+        &self,
+        after: Option<&str>,
+        count: usize,
+    ) -> StoreResult<Vec<(String, String)>> {
+        let mut conn = self.conn.clone();
+        super::audit::redis_range(&mut conn, &self.keys.audit(), after, count)
+            .await
+            .map_err(unavailable)
+    }
+}
+
+/// A claimed timer this version knows. One it does not (written by a newer replica
+/// during a rolling upgrade) is left under its lease for a replica that knows it.
+pub(super) fn parse_claimed(member: &str, due_ms: i64) -> Option<Timer> {
+    let timer = Timer::parse(member, due_ms);
+    if timer.is_none() {
+        tracing::warn!(
+            member,
+            "leaving a timer of a kind this version does not know"
+        );
+    }
+    timer
 }
 
 /// The one pub/sub task of this process. It pattern-subscribes to every decision channel,

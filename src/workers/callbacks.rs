@@ -6,6 +6,7 @@
 //! created, and redirects are never followed (the app's HTTP client refuses them).
 
 use super::scheduler::Fired;
+use crate::audit::AuditEvent;
 use crate::domain::ActionId;
 use crate::notify::{Retry, WebhookNotifier};
 use crate::service::Service;
@@ -50,12 +51,25 @@ impl Callbacks {
         match notifier.send(url, &event_id, &body).await {
             Ok(()) => {
                 tracing::info!(action_id = %id, "decision callback delivered");
+                self.service
+                    .audit()
+                    .record(AuditEvent::callback_sent(&action, url))
+                    .await;
                 Ok(Fired::Done)
             }
             Err(e) => {
                 let waited = Utc::now() - decision.decided_at;
                 if waited > GIVE_UP_AFTER || !e.is_transient() {
                     tracing::error!(action_id = %id, error = %e, "decision callback failed; giving up");
+                    self.service
+                        .audit()
+                        .record(AuditEvent::callback_failed(
+                            &action,
+                            url,
+                            &e.to_string(),
+                            None,
+                        ))
+                        .await;
                     return Ok(Fired::Done);
                 }
                 // Back off with the time already waited: about doubling, from 1 s to 1 h.
@@ -65,9 +79,18 @@ impl Callbacks {
                     .clamp(Duration::from_secs(1), MAX_DELAY);
                 let jitter = Duration::from_millis(rand::random::<u64>() % 250);
                 tracing::warn!(action_id = %id, error = %e, retry_in = ?delay, "decision callback failed; will retry");
-                Ok(Fired::At(
-                    Utc::now() + ChronoDuration::from_std(delay + jitter).unwrap_or_default(),
-                ))
+                let retry_at =
+                    Utc::now() + ChronoDuration::from_std(delay + jitter).unwrap_or_default();
+                self.service
+                    .audit()
+                    .record(AuditEvent::callback_failed(
+                        &action,
+                        url,
+                        &e.to_string(),
+                        Some(retry_at),
+                    ))
+                    .await;
+                Ok(Fired::At(retry_at))
             }
         }
     }

@@ -4,12 +4,13 @@
 //! compare-and-set before anyone is notified, so a stage notifies once across replicas.
 
 use super::scheduler::Fired;
+use crate::audit::AuditEvent;
 use crate::domain::{Action, ActionId, StagePlan};
 use crate::notify::pagerduty::{PagerDuty, Trigger};
 use crate::notify::webhook::WebhookNotifier;
 use crate::service::Service;
 use crate::slack::{Slack, Target};
-use crate::store::StoreError;
+use crate::store::{SlackState, StoreError};
 use chrono::{Duration as ChronoDuration, Utc};
 use serde_json::json;
 use std::sync::Arc;
@@ -45,36 +46,84 @@ impl Escalator {
         let Some(plan) = v.action.policy.escalate.get(stage as usize - 1).cloned() else {
             return Ok(Fired::Done);
         };
+        if Utc::now() >= v.action.expires_at {
+            // Late after downtime, past the deadline: the action expires instead.
+            if let Err(e) = self.service.expire(id).await {
+                tracing::warn!(action_id = %id, error = %e, "cannot expire an overdue action");
+                return Ok(Fired::Leave);
+            }
+            return Ok(Fired::Done);
+        }
         // The notice goes in the approval message's thread: give a message still being
         // posted (paced, or retried after a 429) a minute before escalating without it.
         let due = v.action.created_at + ChronoDuration::seconds(plan.after_seconds as i64);
         if self.slack.is_some() && v.slack.is_none() && Utc::now() - due < WAIT_FOR_MESSAGE {
             return Ok(Fired::At(Utc::now() + ChronoDuration::seconds(1)));
         }
-        let Some(action) = self
-            .service
-            .record_escalation(id, stage, plan.pagerduty)
-            .await?
-        else {
-            // Decided meanwhile, or this stage already ran.
-            return Ok(Fired::Done);
+        // Stages fire in order: one overtaken by a later one (both late after downtime,
+        // or waiting for the message) fires first.
+        let reached = v.action.escalation.as_ref().map_or(0, |e| e.stage);
+        for n in reached + 1..=stage {
+            let Some(plan) = v.action.policy.escalate.get(n as usize - 1) else {
+                break;
+            };
+            if !self.fire_stage(id, n, plan, v.slack.as_ref()).await? {
+                break;
+            }
+        }
+        Ok(Fired::Done)
+    }
+
+    /// Records stage `n` and notifies everyone it names; `false` when the action was
+    /// decided meanwhile or the stage already ran elsewhere.
+    async fn fire_stage(
+        &self,
+        id: &ActionId,
+        n: u32,
+        plan: &StagePlan,
+        message: Option<&SlackState>,
+    ) -> Result<bool, StoreError> {
+        let stage = n;
+        let Some(action) = self.service.record_escalation(id, stage).await? else {
+            return Ok(false);
         };
         tracing::warn!(action_id = %id, stage, "escalating an unanswered approval");
-        let targets = self.targets(&plan);
-        let link = match (&self.slack, &v.slack) {
+        let targets = self.targets(plan);
+        let named: Vec<String> = targets
+            .iter()
+            .map(|t| match t {
+                Target::User(u) | Target::Group(u) => u.clone(),
+            })
+            .collect();
+        let audit = self.service.audit();
+        audit
+            .record(AuditEvent::escalated(&action, stage, &plan.notify, &named))
+            .await;
+        let link = match (&self.slack, message) {
             (Some(slack), Some(state)) => {
                 if let Err(e) = slack
                     .escalation_notice(&action, state, stage, &targets)
                     .await
                 {
                     tracing::warn!(action_id = %id, stage, error = %e, "escalation notice to Slack failed");
+                    audit
+                        .record(AuditEvent::slack_error(
+                            &action,
+                            "escalation notice",
+                            &e.to_string(),
+                        ))
+                        .await;
                 }
                 slack.api.permalink(&state.channel, &state.ts).await.ok()
             }
             _ => None,
         };
-        if plan.pagerduty {
-            self.page(&action, link.as_deref()).await;
+        if plan.pagerduty && self.page(&action, link.as_deref()).await {
+            // Marked paged only once the trigger went through, so the resolve scheduled
+            // by the decision can never overtake it; decided meanwhile: resolve now.
+            if !self.service.record_paged(id).await? {
+                self.resolve(id).await?;
+            }
         }
         if let Some(url) = &plan.webhook {
             let event = json!({
@@ -88,7 +137,7 @@ impl Escalator {
                 tracing::warn!(action_id = %id, stage, error = %e, "escalation webhook failed");
             }
         }
-        Ok(Fired::Done)
+        Ok(true)
     }
 
     /// Who a stage names, now: `oncall:NAME` is whoever the rotation names at this instant.
@@ -98,7 +147,9 @@ impl Escalator {
         plan.notify
             .iter()
             .filter_map(|entry| {
-                if let Some(name) = entry.strip_prefix("oncall:") {
+                if entry.contains('@') && !entry.starts_with('@') {
+                    Some(Target::User(entry.clone()))
+                } else if let Some(name) = entry.strip_prefix("oncall:") {
                     match loaded.policy.oncall(name) {
                         Some(rotation) => Some(Target::User(rotation.on_call_at(now).to_owned())),
                         None => {
@@ -118,10 +169,11 @@ impl Escalator {
             .collect()
     }
 
-    async fn page(&self, action: &Action, link: Option<&str>) {
+    /// Triggers the incident; `true` when PagerDuty took it.
+    async fn page(&self, action: &Action, link: Option<&str>) -> bool {
         let Some(pd) = &self.pagerduty else {
             tracing::warn!(action_id = %action.id, "stage asks for PagerDuty but PAGERDUTY_ROUTING_KEY is not set");
-            return;
+            return false;
         };
         let requester = action
             .requester
@@ -149,8 +201,12 @@ impl Escalator {
                 .map(|l| vec![(l.to_owned(), "Slack approval message".to_owned())])
                 .unwrap_or_default(),
         };
-        if let Err(e) = pd.trigger(&trigger).await {
-            tracing::error!(action_id = %action.id, error = %e, "PagerDuty trigger failed");
+        match pd.trigger(&trigger).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(action_id = %action.id, error = %e, "PagerDuty trigger failed");
+                false
+            }
         }
     }
 
@@ -163,10 +219,17 @@ impl Escalator {
             return Ok(Fired::Done);
         };
         if let (Some(slack), Some(state)) = (&self.slack, &v.slack) {
-            match slack.reminder(&v.action, state).await {
-                Ok(()) => tracing::info!(action_id = %id, "reminded approvers"),
-                Err(e) => tracing::warn!(action_id = %id, error = %e, "reminder to Slack failed"),
-            }
+            let event = match slack.reminder(&v.action, state).await {
+                Ok(()) => {
+                    tracing::info!(action_id = %id, "reminded approvers");
+                    AuditEvent::reminded(&v.action)
+                }
+                Err(e) => {
+                    tracing::warn!(action_id = %id, error = %e, "reminder to Slack failed");
+                    AuditEvent::slack_error(&v.action, "reminder", &e.to_string())
+                }
+            };
+            self.service.audit().record(event).await;
         }
         let next = Utc::now() + ChronoDuration::seconds(every as i64);
         Ok(if next < v.action.expires_at {
@@ -181,6 +244,7 @@ impl Escalator {
         let Some(pd) = &self.pagerduty else {
             return Ok(Fired::Done);
         };
+
         match pd.resolve(id.as_str()).await {
             Ok(()) => Ok(Fired::Done),
             Err(e) if e.is_transient() => {

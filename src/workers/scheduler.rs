@@ -111,10 +111,15 @@ impl Scheduler {
             TimerKind::SlackSync => match &self.slack {
                 // Slack was switched off since: nothing to keep in sync.
                 None => Ok(Fired::Done),
-                Some(slack) => Ok(match slack.sync(self.service.store().as_ref(), id).await? {
-                    Synced::Reflected(rev) => Fired::Reflected(rev),
-                    Synced::RetryAt(at) => Fired::At(at),
-                }),
+                Some(slack) => Ok(
+                    match slack
+                        .sync(self.service.store().as_ref(), self.service.audit(), id)
+                        .await?
+                    {
+                        Synced::Reflected(rev) => Fired::Reflected(rev),
+                        Synced::RetryAt(at) => Fired::At(at),
+                    },
+                ),
             },
         }
     }

@@ -222,6 +222,7 @@ pub struct TestApp {
     /// This app's Redis key prefix.
     pub prefix: String,
     slack_api_base: Option<String>,
+    grant_signing_key: Option<String>,
     _policy_dir: Arc<tempfile::TempDir>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -248,6 +249,11 @@ pub struct AppOptions {
     pub pagerduty_events_url: Option<String>,
     /// `GREENLIGHT_NOTIFY_SECRET`, signing escalation webhooks.
     pub notify_secret: Option<String>,
+    /// `GREENLIGHT_GRANT_SIGNING_KEY` (PKCS#8 PEM); unset, the server generates one.
+    /// Replicas started with [`TestApp::replica`] get the same key.
+    pub grant_signing_key: Option<String>,
+    /// `GREENLIGHT_GRANT_PREVIOUS_KEY`.
+    pub grant_previous_key: Option<String>,
 }
 
 /// The signing secret of the Slack app in tests.
@@ -263,6 +269,8 @@ impl Default for AppOptions {
             slack_api_base: None,
             pagerduty_events_url: None,
             notify_secret: None,
+            grant_signing_key: None,
+            grant_previous_key: None,
         }
     }
 }
@@ -306,6 +314,12 @@ async fn start(
     if let Some(secret) = &options.notify_secret {
         settings.notify_secret = Some(secret.clone().into());
     }
+    if let Some(key) = &options.grant_signing_key {
+        settings.grant_signing_key = Some(key.clone().into());
+    }
+    if let Some(key) = &options.grant_previous_key {
+        settings.grant_previous_key = Some(key.clone().into());
+    }
     if let Some(url) = &options.pagerduty_events_url {
         settings.pagerduty_events_url = url.clone();
         settings.pagerduty_routing_key = Some("R0UTINGKEYFORTESTS".into());
@@ -332,6 +346,7 @@ async fn start(
         policy_file,
         prefix: options.prefix.clone(),
         slack_api_base: options.slack_api_base.clone(),
+        grant_signing_key: options.grant_signing_key.clone(),
         _policy_dir: dir,
         server: Some(server),
     }
@@ -343,6 +358,7 @@ impl TestApp {
         let options = AppOptions {
             prefix: prefix.into(),
             slack_api_base: self.slack_api_base.clone(),
+            grant_signing_key: self.grant_signing_key.clone(),
             ..Default::default()
         };
         start(

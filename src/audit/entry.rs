@@ -1,0 +1,466 @@
+//! One audit entry, its canonical form and its hash: the part of the audit trail that a
+//! verifier (ours, or one written in another language) must reproduce byte for byte.
+//!
+//! # Canonical form
+//!
+//! The hash of an entry is the lower-case hex SHA-256 of its canonical form, the UTF-8
+//! bytes of one compact JSON object (no whitespace) with exactly these members, in this
+//! order:
+//!
+//! ```text
+//! {"time":…,"event":…,"action_id":…,"client":…,"actor":…,"details":{…},"prev":…}
+//! ```
+//!
+//! - `time`, `event`, `prev` are strings; `action_id`, `client`, `actor` are strings or
+//!   `null` (never left out).
+//! - `details` is an object whose keys are sorted by their UTF-8 bytes, at every depth;
+//!   arrays keep their order.
+//! - Strings are escaped as serde_json writes them: `\"`, `\\`, `\b`, `\f`, `\n`, `\r`,
+//!   `\t`, other control characters as `\u00XX` (lower-case hex); everything else,
+//!   including `/` and non-ASCII, as is. Numbers as serde_json writes them (integers in
+//!   decimal; details hold no floats today).
+//!
+//! The entry's `id` (its stream id) and `hash` are not part of it: the id is assigned by
+//! the store after the hash is computed, and the hash cannot cover itself. `prev` is the
+//! `hash` of the entry before, or [`GENESIS`] for the first entry ever written.
+
+use crate::domain::{Action, ActionId, Status, VoteKind};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// The `prev` of the first entry of a trail: 64 zeros.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Longest error text kept in an entry's details (the rest is cut, marked with `…`).
+const MAX_ERROR_CHARS: usize = 500;
+
+/// What happened. The names are the `event` strings of SPEC section 7.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Requested,
+    AutoDecided,
+    MessagePosted,
+    Vote,
+    VoteRejected,
+    Approved,
+    Denied,
+    Expired,
+    Cancelled,
+    Escalated,
+    Reminded,
+    CallbackSent,
+    CallbackFailed,
+    GrantVerified,
+    SlackError,
+    PolicyReloaded,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Requested => "requested",
+            EventKind::AutoDecided => "auto_decided",
+            EventKind::MessagePosted => "message_posted",
+            EventKind::Vote => "vote",
+            EventKind::VoteRejected => "vote_rejected",
+            EventKind::Approved => "approved",
+            EventKind::Denied => "denied",
+            EventKind::Expired => "expired",
+            EventKind::Cancelled => "cancelled",
+            EventKind::Escalated => "escalated",
+            EventKind::Reminded => "reminded",
+            EventKind::CallbackSent => "callback_sent",
+            EventKind::CallbackFailed => "callback_failed",
+            EventKind::GrantVerified => "grant_verified",
+            EventKind::SlackError => "slack_error",
+            EventKind::PolicyReloaded => "policy_reloaded",
+        }
+    }
+
+    /// The event that records an action reaching `status` (none for `pending`).
+    pub fn for_status(status: Status) -> Option<Self> {
+        match status {
+            Status::Pending => None,
+            Status::Approved => Some(EventKind::Approved),
+            Status::Denied => Some(EventKind::Denied),
+            Status::Expired => Some(EventKind::Expired),
+            Status::Cancelled => Some(EventKind::Cancelled),
+        }
+    }
+}
+
+/// An entry as stored and as `GET /v1/audit` and `greenlight audit export` show it.
+///
+/// `event` is a plain string so that a verifier accepts events added by newer versions;
+/// unknown members are refused, since the hash would not cover them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// The stream id (`{unix ms}-{n}`): the entry's place in the trail and the cursor
+    /// after it. Absent in the stored form (the store assigns it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// When it happened, RFC 3339 UTC with milliseconds.
+    #[schema(format = DateTime)]
+    pub time: String,
+    pub event: String,
+    pub action_id: Option<String>,
+    /// The client the action belongs to (or that made the call, for client-level events).
+    pub client: Option<String>,
+    /// Who did it: a Slack user id, a break-glass `by`, a requester id, `timer`,
+    /// `policy:{rule}`, `sighup`.
+    pub actor: Option<String>,
+    #[schema(value_type = Object)]
+    pub details: Map<String, Value>,
+    /// The hash of the entry before.
+    pub prev: String,
+    /// The SHA-256 (hex) of this entry's canonical form.
+    pub hash: String,
+}
+
+impl Entry {
+    /// The canonical form (see the module documentation): the bytes that are hashed.
+    pub fn canonical(&self) -> String {
+        let mut out = String::with_capacity(256);
+        out.push_str("{\"time\":");
+        push_str(&mut out, &self.time);
+        out.push_str(",\"event\":");
+        push_str(&mut out, &self.event);
+        for (name, value) in [
+            ("action_id", &self.action_id),
+            ("client", &self.client),
+            ("actor", &self.actor),
+        ] {
+            out.push_str(",\"");
+            out.push_str(name);
+            out.push_str("\":");
+            match value {
+                Some(s) => push_str(&mut out, s),
+                None => out.push_str("null"),
+            }
+        }
+        out.push_str(",\"details\":");
+        push_object(&mut out, &self.details);
+        out.push_str(",\"prev\":");
+        push_str(&mut out, &self.prev);
+        out.push('}');
+        out
+    }
+
+    /// The hash this entry should carry: hex SHA-256 of [`Entry::canonical`].
+    pub fn compute_hash(&self) -> String {
+        hex::encode(Sha256::digest(self.canonical().as_bytes()))
+    }
+
+    /// Whether its `hash` is the hash of its content.
+    pub fn hash_matches(&self) -> bool {
+        self.hash == self.compute_hash()
+    }
+
+    /// An entry for `event` following `prev`, hashed.
+    pub fn seal(event: &AuditEvent, prev: &str) -> Self {
+        let mut entry = Entry {
+            id: None,
+            time: event.time.to_rfc3339_opts(SecondsFormat::Millis, true),
+            event: event.kind.as_str().to_owned(),
+            action_id: event.action_id.clone(),
+            client: event.client.clone(),
+            actor: event.actor.clone(),
+            details: event.details.clone(),
+            prev: prev.to_owned(),
+            hash: String::new(),
+        };
+        entry.hash = entry.compute_hash();
+        entry
+    }
+}
+
+fn push_str(out: &mut String, s: &str) {
+    out.push_str(&serde_json::to_string(s).expect("strings serialize"));
+}
+
+fn push_object(out: &mut String, map: &Map<String, Value>) {
+    // Sorted here rather than trusting `Map`'s order, which depends on serde_json's
+    // `preserve_order` feature (any crate in the build may turn it on).
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort();
+    out.push('{');
+    for (i, key) in keys.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_str(out, key);
+        out.push(':');
+        push_value(out, &map[key]);
+    }
+    out.push('}');
+}
+
+fn push_value(out: &mut String, value: &Value) {
+    match value {
+        Value::Object(map) => push_object(out, map),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_value(out, item);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&serde_json::to_string(scalar).expect("scalars serialize")),
+    }
+}
+
+/// Something to record: what, about which action, by whom, with what details. The time
+/// is taken when it is built, before it waits for its turn to be appended.
+#[derive(Clone, Debug)]
+pub struct AuditEvent {
+    pub kind: EventKind,
+    pub time: DateTime<Utc>,
+    pub action_id: Option<String>,
+    pub client: Option<String>,
+    pub actor: Option<String>,
+    pub details: Map<String, Value>,
+}
+
+/// Why a pending action changed, as far as the audit trail tells it.
+#[derive(Clone, Copy, Debug)]
+pub enum Origin<'a> {
+    /// A Slack vote by an authorized approver.
+    Vote {
+        user: &'a str,
+        vote: VoteKind,
+        reason: Option<&'a str>,
+    },
+    /// `POST /v1/actions/{id}/decision` by an admin client, in the name of `by`.
+    BreakGlass { client: &'a str, by: &'a str },
+    /// The creating client (cancel).
+    Client(&'a str),
+    /// The expiry deadline (the timer, or a read that found it overdue).
+    Timer,
+}
+
+impl AuditEvent {
+    pub fn new(kind: EventKind) -> Self {
+        Self {
+            kind,
+            time: Utc::now(),
+            action_id: None,
+            client: None,
+            actor: None,
+            details: Map::new(),
+        }
+    }
+
+    /// An event about `action`: its id and its client.
+    pub fn about(kind: EventKind, action: &Action) -> Self {
+        Self::new(kind).action_id(&action.id).client(&action.client)
+    }
+
+    pub fn action_id(mut self, id: &ActionId) -> Self {
+        self.action_id = Some(id.to_string());
+        self
+    }
+
+    pub fn client(mut self, client: &str) -> Self {
+        self.client = Some(client.to_owned());
+        self
+    }
+
+    pub fn actor(mut self, actor: &str) -> Self {
+        self.actor = Some(actor.to_owned());
+        self
+    }
+
+    /// Adds `key` to the details (a `null` value is left out).
+    pub fn detail(mut self, key: &str, value: impl Serialize) -> Self {
+        let value = serde_json::to_value(value).expect("audit details serialize");
+        if !value.is_null() {
+            self.details.insert(key.to_owned(), value);
+        }
+        self
+    }
+
+    /// A new action was stored (pending, or already decided by the policy).
+    pub fn requested(action: &Action) -> Self {
+        Self::about(EventKind::Requested, action)
+            .actor(&action.requester.id)
+            .detail("action", &action.action)
+            .detail("resource", &action.resource)
+            .detail("requester", &action.requester)
+            .detail("reason", &action.reason)
+            .detail("rule", &action.policy.rule)
+            .detail("min_approvals", action.policy.min_approvals)
+            .detail("approvers", &action.policy.approvers)
+            .detail(
+                "expires_at",
+                crate::domain::rfc3339::format(&action.expires_at),
+            )
+    }
+
+    /// The events of an action created already decided: `auto_decided`, then the
+    /// decision itself, both by `policy:{rule}`.
+    pub fn auto_decided(action: &Action) -> Vec<Self> {
+        let Some(decision) = &action.decision else {
+            return Vec::new();
+        };
+        let actor = format!("policy:{}", action.policy.rule);
+        let mut events = vec![
+            Self::about(EventKind::AutoDecided, action)
+                .actor(&actor)
+                .detail("outcome", decision.outcome)
+                .detail("rule", &action.policy.rule),
+        ];
+        events.extend(Self::decided(action, &actor, "policy"));
+        events
+    }
+
+    /// `approved`, `denied`, `expired` or `cancelled`, by `actor`; `via` says through
+    /// what (`policy`, `slack`, `break_glass`, `client`, `timer`).
+    fn decided(action: &Action, actor: &str, via: &str) -> Option<Self> {
+        let kind = EventKind::for_status(action.status)?;
+        let decision = action.decision.as_ref()?;
+        Some(
+            Self::about(kind, action)
+                .actor(actor)
+                .detail("via", via)
+                .detail("decided_by", &decision.decided_by)
+                .detail("by_policy", &decision.by_policy)
+                .detail("reason", &decision.reason)
+                .detail(
+                    "decided_at",
+                    crate::domain::rfc3339::format(&decision.decided_at),
+                )
+                .detail(
+                    "grant_expires_at",
+                    decision
+                        .grant
+                        .as_ref()
+                        .map(|g| crate::domain::rfc3339::format(&g.expires_at)),
+                ),
+        )
+    }
+
+    /// The events of a successful change of a pending action: the vote, if it was one,
+    /// then the decision, if the change decided it.
+    pub fn changed(action: &Action, origin: &Origin<'_>) -> Vec<Self> {
+        let mut events = Vec::new();
+        if let Origin::Vote { user, vote, reason } = origin {
+            events.push(
+                Self::about(EventKind::Vote, action)
+                    .actor(user)
+                    .detail("vote", vote)
+                    .detail("reason", reason),
+            );
+        }
+        let decided = match origin {
+            Origin::Vote { user, .. } => Self::decided(action, user, "slack"),
+            Origin::BreakGlass { client, by } => Self::decided(action, by, "break_glass")
+                .map(|e| e.detail("break_glass", true).detail("admin_client", client)),
+            Origin::Client(client) => Self::decided(action, client, "client"),
+            Origin::Timer => Self::decided(action, "timer", "timer"),
+        };
+        events.extend(decided);
+        events
+    }
+
+    /// A vote that changed nothing, and the reason the voter was told.
+    pub fn vote_rejected(action: &Action, user: &str, why: &str) -> Self {
+        Self::about(EventKind::VoteRejected, action)
+            .actor(user)
+            .detail("why", why)
+            .detail("status", action.status)
+    }
+
+    /// The approval message was posted in Slack.
+    pub fn message_posted(action: &Action, channel: &str, ts: &str) -> Self {
+        Self::about(EventKind::MessagePosted, action)
+            .detail("channel", channel)
+            .detail("ts", ts)
+    }
+
+    /// Escalation stage `stage` was reached and is being notified.
+    pub fn escalated(action: &Action, stage: u32, notify: &[String], targets: &[String]) -> Self {
+        Self::about(EventKind::Escalated, action)
+            .actor("timer")
+            .detail("stage", stage)
+            .detail("notify", notify)
+            .detail("targets", targets)
+    }
+
+    /// The approvers were reminded in the message's thread.
+    pub fn reminded(action: &Action) -> Self {
+        Self::about(EventKind::Reminded, action).actor("timer")
+    }
+
+    /// The decision callback was delivered.
+    pub fn callback_sent(action: &Action, url: &str) -> Self {
+        Self::about(EventKind::CallbackSent, action)
+            .detail("url", url)
+            .detail("status", action.status)
+    }
+
+    /// A callback attempt failed; `retry_at` when another attempt is scheduled.
+    pub fn callback_failed(
+        action: &Action,
+        url: &str,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Self {
+        Self::about(EventKind::CallbackFailed, action)
+            .detail("url", url)
+            .detail("error", truncate(error))
+            .detail("retrying", retry_at.is_some())
+            .detail(
+                "retry_at",
+                retry_at.map(|t| crate::domain::rfc3339::format(&t)),
+            )
+    }
+
+    /// A Slack Web API call about `action` failed and was given up on.
+    pub fn slack_error(action: &Action, call: &str, error: &str) -> Self {
+        Self::about(EventKind::SlackError, action)
+            .detail("call", call)
+            .detail("error", truncate(error))
+    }
+
+    /// `POST /v1/grants/verify` answered. `client` is the client that asked; `action_id`
+    /// the action the token names, when it could be read; `reason` why it is invalid.
+    pub fn grant_verified(
+        client: &str,
+        action_id: Option<&ActionId>,
+        valid: bool,
+        reason: Option<&str>,
+        consumed: bool,
+    ) -> Self {
+        let mut event = Self::new(EventKind::GrantVerified)
+            .client(client)
+            .actor(client)
+            .detail("valid", valid)
+            .detail("reason", reason)
+            .detail("consumed", consumed);
+        event.action_id = action_id.map(ToString::to_string);
+        event
+    }
+
+    /// The policy file was reloaded (SIGHUP).
+    pub fn policy_reloaded(file: Option<&str>, rules: usize, clients: usize) -> Self {
+        Self::new(EventKind::PolicyReloaded)
+            .actor("sighup")
+            .detail("file", file)
+            .detail("rules", rules)
+            .detail("clients", clients)
+    }
+}
+
+fn truncate(s: &str) -> String {
+    match s.char_indices().nth(MAX_ERROR_CHARS) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s.to_owned(),
+    }
+}

@@ -1,0 +1,142 @@
+//! What `POST /v1/grants/verify` and `POST /v1/actions/{id}/revoke` do beyond the
+//! signature: scope, revocation and single use, shared by every replica through the store.
+
+use super::{Claims, GrantKeys, GrantRejection};
+use crate::audit::AuditEvent;
+use crate::domain::{Action, ActionId, Status};
+use crate::policy::Role;
+use crate::service::{Client, Service, ServiceError, ServiceResult};
+use crate::store::{Store, StoreResult};
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+/// Store namespace of revoked actions' grants, keyed by action id.
+pub const REVOKED: &str = "revoked";
+/// Store namespace of consumed grants, keyed by `jti`.
+pub const USED: &str = "grant-used";
+/// How long a consumed grant is remembered past its expiry (clock skew between replicas).
+const USED_MARGIN: Duration = Duration::from_secs(60);
+/// How long a revocation is remembered past the grant's lifetime.
+const REVOKED_MARGIN: Duration = Duration::from_secs(24 * 3600);
+
+/// A verification as the API takes it: `action`/`resource`, when given, must be the
+/// grant's; `consume` makes it single use.
+#[derive(Clone, Debug, Default)]
+pub struct VerifyRequest {
+    pub token: String,
+    pub action: Option<String>,
+    pub resource: Option<String>,
+    pub consume: bool,
+}
+
+/// Checks a grant in a fixed order: signature, expiry, scope, revocation, then single
+/// use: with `consume` the grant is spent (only when everything else holds), without it
+/// a grant already spent answers `already_used`.
+/// Store errors are errors (the caller fails closed), never a verdict.
+pub async fn check(
+    keys: &GrantKeys,
+    store: &dyn Store,
+    request: &VerifyRequest,
+    now: DateTime<Utc>,
+) -> StoreResult<Result<Claims, GrantRejection>> {
+    let claims = match keys.verify_at(&request.token, now.timestamp()) {
+        Ok(claims) => claims,
+        Err(rejection) => return Ok(Err(rejection)),
+    };
+    let in_scope = request.action.as_ref().is_none_or(|a| *a == claims.act)
+        && request.resource.as_ref().is_none_or(|r| *r == claims.res);
+    if !in_scope {
+        return Ok(Err(GrantRejection::WrongScope));
+    }
+    if store.is_set(REVOKED, &claims.aid).await? {
+        return Ok(Err(GrantRejection::Revoked));
+    }
+    let used = if request.consume {
+        let left = u64::try_from(claims.exp - now.timestamp()).unwrap_or(0);
+        let ttl = Duration::from_secs(left) + USED_MARGIN;
+        // `SET NX` on one key: exactly one consumer wins, whichever replica it asks.
+        !store.set_once(USED, &claims.jti, ttl).await?
+    } else {
+        // A consumed grant is spent for everyone, not only for the next consumer.
+        store.is_set(USED, &claims.jti).await?
+    };
+    if used {
+        return Ok(Err(GrantRejection::AlreadyUsed));
+    }
+    Ok(Ok(claims))
+}
+
+/// `POST /v1/grants/verify` for `client` (any role).
+pub async fn verify(
+    service: &Service,
+    client: &Client,
+    request: &VerifyRequest,
+) -> ServiceResult<Result<Claims, GrantRejection>> {
+    let verdict = check(
+        service.grants(),
+        service.store().as_ref(),
+        request,
+        Utc::now(),
+    )
+    .await?;
+    grant_verified(service, client, request, &verdict).await;
+    Ok(verdict)
+}
+
+/// Every answered verification, valid or not, passes here: the place to record it
+/// (the audit trail's `grant_verified`).
+async fn grant_verified(
+    service: &Service,
+    client: &Client,
+    request: &VerifyRequest,
+    verdict: &Result<Claims, GrantRejection>,
+) {
+    let event = match verdict {
+        Ok(claims) => {
+            tracing::info!(client = client.id(), action_id = %claims.aid,
+                jti = %claims.jti, consume = request.consume, "grant verified");
+            let action_id = claims.aid.parse::<ActionId>().ok();
+            AuditEvent::grant_verified(client.id(), action_id.as_ref(), true, None, request.consume)
+        }
+        Err(rejection) => {
+            tracing::info!(client = client.id(), consume = request.consume,
+                reason = ?rejection, "grant rejected");
+            let reason = serde_json::to_value(rejection)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned));
+            AuditEvent::grant_verified(client.id(), None, false, reason.as_deref(), false)
+        }
+    };
+    service.audit().record(event).await;
+}
+
+/// `POST /v1/actions/{id}/revoke` (role `admin`): from now on `verify` answers `revoked`
+/// for the action's grant. Only an approved action has one (`409` otherwise); revoking
+/// twice is harmless.
+pub async fn revoke(
+    service: &Service,
+    client: &Client,
+    id: &ActionId,
+    reason: Option<&str>,
+) -> ServiceResult<Action> {
+    if !client.spec.has_role(Role::Admin) {
+        return Err(ServiceError::Forbidden(
+            "revoking a grant needs the admin role".into(),
+        ));
+    }
+    let action = service.get(client, id).await?;
+    if action.status != Status::Approved {
+        return Err(ServiceError::Conflict(format!(
+            "action is {}: only an approved action has a grant to revoke",
+            action.status
+        )));
+    }
+    // Outlives any grant of the action: its lifetime counts from the decision.
+    let ttl = Duration::from_secs(action.policy.grant_ttl_seconds) + REVOKED_MARGIN;
+    service
+        .store()
+        .set_once(REVOKED, action.id.as_str(), ttl)
+        .await?;
+    tracing::warn!(action_id = %id, client = client.id(), reason, "grant revoked");
+    Ok(action)
+}

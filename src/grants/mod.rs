@@ -1,0 +1,56 @@
+//! Grants (SPEC section 7): the signed token every approval carries, so that a service
+//! can check offline, against the published JWKS, that an action really was approved.
+//!
+//! `keys` holds the Ed25519 keys and turns an approved action into a JWT and back;
+//! `check` adds what needs the store: scope, revocation and single use.
+
+mod check;
+mod keys;
+
+pub use check::{REVOKED, USED, VerifyRequest, check, revoke, verify};
+pub use keys::{GrantKeys, generate_signing_key};
+
+use serde::{Deserialize, Serialize};
+
+/// The claims of a grant token. `aud` is the client that asked; `approvers` are the people
+/// who approved, or `policy:<rule>` for an auto-approval.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Claims {
+    /// `GREENLIGHT_PUBLIC_URL`, or `greenlight` when it is unset.
+    pub iss: String,
+    /// The requester's id.
+    pub sub: String,
+    /// The client id that created the action.
+    pub aud: String,
+    /// The action id.
+    pub aid: String,
+    /// The action name.
+    pub act: String,
+    /// The resource.
+    pub res: String,
+    pub approvers: Vec<String>,
+    /// Issued at, unix seconds (the decision time).
+    pub iat: i64,
+    /// Expires at, unix seconds: `iat` + the rule's `grant_ttl`.
+    pub exp: i64,
+    /// A ULID, unique per grant: the key of single use.
+    pub jti: String,
+}
+
+/// Why a grant is not valid, as `POST /v1/grants/verify` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case")]
+#[derive(utoipa::ToSchema)]
+pub enum GrantRejection {
+    #[error("the grant has expired")]
+    Expired,
+    /// Not a token, not signed by a current or previous key, or not issued by us.
+    #[error("the grant's signature does not verify")]
+    BadSignature,
+    #[error("the grant is for another action or resource")]
+    WrongScope,
+    #[error("the grant was already used")]
+    AlreadyUsed,
+    #[error("the grant was revoked")]
+    Revoked,
+}
