@@ -12,6 +12,7 @@ pub mod domain;
 pub mod grants;
 pub mod http;
 pub mod notify;
+pub mod outbound;
 pub mod policy;
 pub mod service;
 pub mod signing;

@@ -9,7 +9,6 @@ pub mod webhook;
 pub use pagerduty::{PagerDuty, Trigger};
 pub use webhook::WebhookNotifier;
 
-use reqwest::header::{HeaderMap, RETRY_AFTER};
 use std::time::Duration;
 
 /// Per HTTP attempt, including reading the answer.
@@ -132,7 +131,7 @@ where
         }
         let wait = match retry_after {
             Some(asked) => asked.min(retry.max_backoff),
-            None => backoff(retry, attempt),
+            None => crate::outbound::backoff(retry.base_backoff, retry.max_backoff, attempt),
         };
         // The detail may hold an echoed secret, so only the status is logged here.
         tracing::debug!(
@@ -149,17 +148,19 @@ where
 async fn once(req: reqwest::RequestBuilder) -> Attempt {
     let resp = match req.send().await {
         Ok(resp) => resp,
-        Err(e) if e.is_builder() => return Attempt::Final(NotifyError::Invalid(describe(e))),
+        Err(e) if e.is_builder() => {
+            return Attempt::Final(NotifyError::Invalid(crate::outbound::describe(e)));
+        }
         Err(e) => {
             return Attempt::Again {
                 status: None,
-                detail: describe(e),
+                detail: crate::outbound::describe(e),
                 retry_after: None,
             };
         }
     };
     let status = resp.status().as_u16();
-    let retry_after = retry_after(resp.headers());
+    let retry_after = crate::outbound::retry_after(resp.headers());
     // Read even on success, so the connection can be reused.
     let body = read_capped(resp).await;
     match status {
@@ -201,43 +202,6 @@ async fn read_capped(mut resp: reqwest::Response) -> String {
     String::from_utf8_lossy(&buf).trim().to_owned()
 }
 
-/// `Retry-After` as seconds or an HTTP date; a date in the past means "now".
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0)
-            .then(|| Duration::from_secs_f64(secs.min(86_400.0)));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let ms = (at.timestamp_millis() - chrono::Utc::now().timestamp_millis()).clamp(0, 86_400_000);
-    Some(Duration::from_millis(ms as u64))
-}
-
-/// `base_backoff * 2^(attempt-1)`, capped at `max_backoff`, then "equal jitter": a random
-/// point in its upper half, so concurrent retries spread out but never come too soon.
-fn backoff(retry: &Retry, attempt: u32) -> Duration {
-    let exp = 1u32 << attempt.saturating_sub(1).min(16);
-    let full = retry
-        .base_backoff
-        .saturating_mul(exp)
-        .min(retry.max_backoff);
-    let half = full / 2;
-    half + half.mul_f64(rand::random::<f64>())
-}
-
-/// The error and its causes, without the URL (a webhook URL may carry a token).
-fn describe(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
-}
-
 /// The host of `url`, for logs: the rest may carry a token.
 fn host_of(url: &str) -> String {
     url::Url::parse(url)
@@ -249,45 +213,6 @@ fn host_of(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        let retry = Retry::default();
-        for (attempt, full) in [
-            (1, 500),
-            (2, 1000),
-            (3, 2000),
-            (4, 4000),
-            (5, 8000),
-            (9, 8000),
-        ] {
-            let d = backoff(&retry, attempt);
-            let full = Duration::from_millis(full);
-            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
-        }
-    }
-
-    #[test]
-    fn retry_after_takes_seconds_or_a_date() {
-        let parse = |v: &str| {
-            let mut h = HeaderMap::new();
-            h.insert(RETRY_AFTER, HeaderValue::from_str(v).unwrap());
-            retry_after(&h)
-        };
-        assert_eq!(parse("2"), Some(Duration::from_secs(2)));
-        assert_eq!(parse(" 0.5 "), Some(Duration::from_millis(500)));
-        assert_eq!(parse("-1"), None);
-        assert_eq!(parse("soon"), None);
-        assert_eq!(parse("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
-        let later = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
-        let d = parse(&later).unwrap();
-        assert!(
-            d > Duration::from_secs(28) && d <= Duration::from_secs(30),
-            "{d:?}"
-        );
-        assert_eq!(retry_after(&HeaderMap::new()), None);
-    }
 
     #[test]
     fn redact_masks_the_secret_everywhere() {

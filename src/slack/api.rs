@@ -6,7 +6,7 @@
 //! `Authorization` header and appears in no log, error or `Debug` output.
 
 use super::render::Message;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use reqwest::header::CONTENT_TYPE;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -383,7 +383,7 @@ impl SlackApi {
                         tracing::warn!(method = target.label, attempt, error = %err, "slack call failed after retries");
                         return Err(err);
                     }
-                    backoff(policy, attempt)
+                    crate::outbound::backoff(policy.base_backoff, policy.max_backoff, attempt)
                 }
             };
             tracing::debug!(
@@ -410,10 +410,10 @@ impl SlackApi {
         };
         let resp = match req.send().await {
             Ok(resp) => resp,
-            Err(e) => return Attempt::Retry(SlackError::Transport(describe(e))),
+            Err(e) => return Attempt::Retry(SlackError::Transport(crate::outbound::describe(e))),
         };
         let status = resp.status();
-        let retry_after = retry_after(resp.headers());
+        let retry_after = crate::outbound::retry_after(resp.headers());
         if status.as_u16() == 429 {
             return Attempt::RateLimited(retry_after.unwrap_or_else(default_rate_limit_wait));
         }
@@ -425,7 +425,7 @@ impl SlackApi {
         }
         let bytes = match resp.bytes().await {
             Ok(b) => b,
-            Err(e) => return Attempt::Retry(SlackError::Transport(describe(e))),
+            Err(e) => return Attempt::Retry(SlackError::Transport(crate::outbound::describe(e))),
         };
         let ok = serde_json::from_slice::<Value>(&bytes)
             .ok()
@@ -467,45 +467,8 @@ fn string_at(v: &Value, path: &[&str]) -> Result<String, SlackError> {
         .ok_or_else(invalid_response)
 }
 
-/// `Retry-After` in seconds, as Slack sends it.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs: f64 = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
-}
-
 fn default_rate_limit_wait() -> Duration {
     DEFAULT_RATE_LIMIT_WAIT + Duration::from_millis(rand::random_range(0..=RATE_LIMIT_JITTER_MS))
-}
-
-/// `base_backoff * 2^(attempt-1)`, capped at `max_backoff`, then "equal jitter": a random
-/// point in its upper half, so concurrent retries spread out but never come too soon.
-fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
-    let exp = 1u32 << attempt.saturating_sub(1).min(16);
-    let full = policy
-        .base_backoff
-        .saturating_mul(exp)
-        .min(policy.max_backoff);
-    let half = full / 2;
-    half + half.mul_f64(rand::random::<f64>())
-}
-
-/// The error and its causes, without the URL (a `response_url` is a credential of sorts).
-fn describe(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 #[cfg(test)]
@@ -943,23 +906,6 @@ mod tests {
         a.unwrap();
         b.unwrap();
         assert!(start.elapsed() < Duration::from_millis(250));
-    }
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        let p = RetryPolicy::default();
-        for (attempt, full) in [
-            (1, 250),
-            (2, 500),
-            (3, 1000),
-            (4, 2000),
-            (5, 4000),
-            (9, 4000),
-        ] {
-            let d = backoff(&p, attempt);
-            let full = Duration::from_millis(full);
-            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
-        }
     }
 
     #[test]
