@@ -1,13 +1,13 @@
 //! Builds a server from settings (binding first, so callers learn the port, which lets
 //! tests use port 0), runs it with its workers, and stops everything on one signal.
 
-use crate::audit::AuditEvent;
 use crate::config::Settings;
 use crate::grants::GrantKeys;
 use crate::http::{self, AppState};
 use crate::notify::pagerduty::PagerDuty;
 use crate::notify::webhook::WebhookNotifier;
 use crate::policy::Policy;
+use crate::reload::{Reloader, Trigger};
 use crate::service::{Client, Loaded, Service};
 use crate::signing::Secret;
 use crate::slack::Slack;
@@ -16,7 +16,7 @@ use crate::store::{MemoryStore, RedisStore, RedisStoreConfig, Store};
 use crate::waiters::Waiters;
 use crate::workers::callbacks::Callbacks;
 use crate::workers::escalation::Escalator;
-use crate::workers::scheduler::Scheduler;
+use crate::workers::scheduler::{LEASE, Scheduler};
 use anyhow::{Context, bail};
 use secrecy::ExposeSecret;
 use std::collections::HashMap;
@@ -24,6 +24,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::task::{JoinError, JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 pub struct Application {
@@ -82,6 +83,8 @@ pub fn load(settings: &Settings) -> anyhow::Result<Loaded> {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        // Before anything is counted: metrics recorded without a recorder are dropped.
+        crate::metrics::install();
         let loaded = load(&settings)?;
         let shutdown = CancellationToken::new();
         let waiters = Waiters::new();
@@ -198,42 +201,121 @@ impl Application {
             )
             .run(self.shutdown.clone()),
         );
+        let reloader = Arc::new(Reloader::new(self.service.clone(), self.settings.clone()));
         #[cfg(unix)]
-        tokio::spawn(reload_on_sighup(
-            self.service.clone(),
-            self.settings.clone(),
-            self.shutdown.clone(),
-        ));
+        tokio::spawn(reload_on_sighup(reloader.clone(), self.shutdown.clone()));
         let router = http::router(AppState {
             service: self.service.clone(),
             slack: self.slack.clone(),
+            reloader,
         });
         let shutdown = self.shutdown.clone();
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
-            .context("serving HTTP")?;
-        let timeout = self.settings.shutdown_timeout();
-        let drained = async {
-            let _ = scheduler.await;
-            if let Some(slack) = &self.slack {
-                slack.drain().await;
-            }
+        let listener = self.listener;
+        let mut server = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        });
+        // Serving ends with the signal; should it fail first, everything stops the same way.
+        let failed = tokio::select! {
+            // The server stops because of the signal: the signal is the reason to report.
+            biased;
+            _ = self.shutdown.cancelled() => None,
+            served = &mut server => Some(served),
         };
-        if tokio::time::timeout(timeout, drained).await.is_err() {
-            tracing::warn!(
-                "background work did not stop within the shutdown timeout; timers stay due in the store"
-            );
-        }
+        self.shutdown.cancel();
+        drain(
+            self.settings.shutdown_timeout(),
+            self.slack.as_deref(),
+            &mut server,
+            scheduler,
+            failed.is_some(),
+        )
+        .await;
         tracing::info!("greenlight stopped");
-        Ok(())
+        match failed {
+            Some(served) => {
+                served_http(served)?;
+                bail!("the HTTP server stopped before any signal")
+            }
+            None => Ok(()),
+        }
     }
 }
 
-/// Re-reads the policy file and client secrets on SIGHUP. A file that does not load is
-/// refused with its error, and the running policy stays.
+/// Runs once the shutdown token is cancelled, within `timeout`
+/// (`GREENLIGHT_SHUTDOWN_TIMEOUT`): the listener is already closed and open long-polls
+/// answer with the current state; requests in flight are answered, then the Slack work
+/// they started finishes; the scheduler stops after the timer it is running (the rest
+/// stay due in the store). Past the timeout, whatever still runs is logged and abandoned:
+/// the process exits all the same (status 0), since with Redis every abandoned timer is
+/// still in the store and runs again when its lease ends.
+async fn drain(
+    timeout: Duration,
+    slack: Option<&Slack>,
+    server: &mut JoinHandle<std::io::Result<()>>,
+    mut scheduler: JoinHandle<()>,
+    server_done: bool,
+) {
+    tracing::info!(
+        ?timeout,
+        "shutting down: no new connections; finishing in-flight work"
+    );
+    let http_then_slack = async {
+        if !server_done && let Err(e) = served_http((&mut *server).await) {
+            tracing::error!("{e:#}");
+        }
+        // Slack work is started by requests: wait for it once they are all answered.
+        if let Some(slack) = slack {
+            slack.drain().await;
+        }
+    };
+    let scheduled = async {
+        if let Err(e) = (&mut scheduler).await
+            && e.is_panic()
+        {
+            tracing::error!("the scheduler panicked");
+        }
+    };
+    let all = async { tokio::join!(http_then_slack, scheduled) };
+    if tokio::time::timeout(timeout, all).await.is_ok() {
+        return;
+    }
+    let mut abandoned = Vec::new();
+    if !server.is_finished() {
+        abandoned.push("HTTP requests in flight".to_owned());
+    }
+    if let Some(n) = slack.map(Slack::running_tasks)
+        && n > 0
+    {
+        abandoned.push(format!("{n} Slack background task(s)"));
+    }
+    if !scheduler.is_finished() {
+        abandoned.push("the timer the scheduler was running".to_owned());
+    }
+    tracing::warn!(
+        abandoned = %abandoned.join(", "),
+        "shutdown timeout of {}s passed; exiting anyway. Timers abandoned mid-run stay in \
+         the store and run again when their {}s lease ends (with Redis; the in-memory \
+         store goes with the process)",
+        timeout.as_secs(),
+        LEASE.as_secs(),
+    );
+    server.abort();
+    scheduler.abort();
+}
+
+/// The HTTP server task's outcome as an error, if it failed.
+fn served_http(served: Result<std::io::Result<()>, JoinError>) -> anyhow::Result<()> {
+    served
+        .context("the HTTP server panicked")?
+        .context("serving HTTP")
+}
+
+/// Re-reads the policy file and client secrets on SIGHUP, as `POST /v1/admin/reload` does.
+/// A file that does not load is refused with its error (logged), and the running policy stays.
 #[cfg(unix)]
-async fn reload_on_sighup(service: Arc<Service>, settings: Settings, shutdown: CancellationToken) {
+async fn reload_on_sighup(reloader: Arc<Reloader>, shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         tracing::warn!("cannot listen for SIGHUP; policy reload is off");
@@ -244,20 +326,8 @@ async fn reload_on_sighup(service: Arc<Service>, settings: Settings, shutdown: C
             _ = shutdown.cancelled() => return,
             _ = hup.recv() => {}
         }
-        match load(&settings) {
-            Ok(loaded) => {
-                let rules = loaded.policy.rules.len();
-                let clients = loaded.clients.len();
-                service.reload(loaded);
-                tracing::info!(rules, "policy reloaded");
-                let file = settings.policy.as_ref().map(|p| p.display().to_string());
-                service
-                    .audit()
-                    .record(AuditEvent::policy_reloaded(file.as_deref(), rules, clients))
-                    .await;
-            }
-            Err(e) => tracing::error!("policy reload refused, keeping the running policy: {e:#}"),
-        }
+        // The reloader logs what it did or why it refused.
+        let _ = reloader.reload(Trigger::Signal).await;
     }
 }
 

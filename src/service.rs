@@ -357,6 +357,8 @@ impl Service {
                 let mut events = vec![AuditEvent::requested(&action)];
                 events.extend(AuditEvent::auto_decided(&action));
                 self.audit.record_all(events).await;
+                crate::metrics::action_created(client.id(), &action.policy.rule);
+                crate::metrics::decided(&action, crate::metrics::By::Policy);
                 if action.is_pending() {
                     self.timers_changed.notify_one();
                 }
@@ -424,8 +426,12 @@ impl Service {
                 Err(_) => Ok(ActionBody::Parsed(Box::new(self.get(client, id).await?))),
             },
             _ = tokio::time::sleep(timeout) => Ok(ActionBody::Parsed(Box::new(self.get(client, id).await?))),
-            // On shutdown, answer with the current state so the caller retries elsewhere.
-            _ = self.shutdown.cancelled() => Ok(ActionBody::Parsed(Box::new(action))),
+            // On shutdown, answer with the current state so the caller retries elsewhere:
+            // read again (the decision channel stops with the process), or, if the store
+            // does not answer, the state read when the wait began.
+            _ = self.shutdown.cancelled() => Ok(ActionBody::Parsed(Box::new(
+                self.get(client, id).await.unwrap_or(action),
+            ))),
         }
     }
 
@@ -596,6 +602,7 @@ impl Service {
             self.audit
                 .record_all(AuditEvent::changed(action, &origin))
                 .await;
+            crate::metrics::decided(action, &origin);
         }
         result
     }

@@ -15,7 +15,14 @@ pub fn init(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        // The current span and its parents, so every line inside a request has its
+        // `request_id`, method and route.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init(),
         LogFormat::Pretty => builder.compact().try_init(),
     };
 }

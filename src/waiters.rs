@@ -31,6 +31,7 @@ pub struct Waiter {
 
 impl Drop for Waiter {
     fn drop(&mut self) {
+        crate::metrics::waiter_removed();
         let mut map = self.waiters.lock();
         if let Some(slots) = map.get_mut(&self.action_id) {
             slots.remove(&self.token);
@@ -66,6 +67,7 @@ impl Waiters {
             .entry(action_id.to_owned())
             .or_default()
             .insert(token, tx);
+        crate::metrics::waiter_added();
         Waiter {
             waiters: self.clone(),
             action_id: action_id.to_owned(),

@@ -19,6 +19,7 @@ const V1_ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/grants/verify"),
     ("post", "/v1/actions/{id}/revoke"),
     ("get", "/v1/audit"),
+    ("post", "/v1/admin/reload"),
 ];
 
 /// The document, and validators built from the schemas it declares.
@@ -391,6 +392,15 @@ async fn real_answers_match_the_document() {
     doc.check("get", audit_path, 400, &bad_cursor);
 
     // Unsigned probes.
+    // Reloading the policy (admins only).
+    let reload_path = "/v1/admin/reload";
+    let reloaded = app
+        .send_as("admin", "POST", reload_path, &Value::Null)
+        .await;
+    doc.check("post", reload_path, 200, &reloaded);
+    let forbidden = app.send_as("app", "POST", reload_path, &Value::Null).await;
+    doc.check("post", reload_path, 403, &forbidden);
+
     let healthz = app.send_raw("GET", "/healthz", Vec::new(), &[]).await;
     doc.check("get", "/healthz", 200, &healthz);
     let readyz = app.send_raw("GET", "/readyz", Vec::new(), &[]).await;

@@ -448,7 +448,8 @@ impl AuditEvent {
         event
     }
 
-    /// The policy file was reloaded (SIGHUP).
+    /// The policy file was reloaded (`SIGHUP`, or `POST /v1/admin/reload`, whose client
+    /// the caller sets as the actor).
     pub fn policy_reloaded(file: Option<&str>, rules: usize, clients: usize) -> Self {
         Self::new(EventKind::PolicyReloaded)
             .actor("sighup")

@@ -151,7 +151,12 @@ pub fn main() -> ExitCode {
             log_format,
         } => {
             crate::telemetry::init(log_format);
-            runtime().block_on(commands::serve(settings))
+            let runtime = runtime();
+            let code = runtime.block_on(commands::serve(settings));
+            // The server has drained (or given up) within its shutdown timeout: blocking
+            // work left behind (a DNS lookup) must not hold the exit.
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            code
         }
         Command::Request(args) => runtime().block_on(commands::request(args)),
         Command::Status { id, json } => runtime().block_on(commands::status(&id, json)),

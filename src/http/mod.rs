@@ -1,14 +1,18 @@
 //! The HTTP surface: one router per concern, merged here, sharing one [`AppState`].
 
 mod actions;
+mod admin;
 mod audit;
 pub mod error;
 mod grants;
 mod health;
+mod metrics;
 mod openapi;
+mod request_id;
 pub mod signed;
 mod slack;
 
+use crate::reload::Reloader;
 use crate::service::Service;
 use crate::slack::Slack;
 use axum::Router;
@@ -17,7 +21,10 @@ use axum::http::Request;
 use error::ApiError;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
-use tower_http::trace::TraceLayer;
+use tower::ServiceBuilder;
+use tower_http::LatencyUnit;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
@@ -25,28 +32,52 @@ pub struct AppState {
     pub service: Arc<Service>,
     /// Present when Slack is configured.
     pub slack: Option<Arc<Slack>>,
+    /// Reloads the policy for `POST /v1/admin/reload` (the same code as `SIGHUP`).
+    pub reloader: Arc<Reloader>,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(actions::router())
+        .merge(admin::router())
         .merge(audit::router())
         .merge(grants::router())
         .merge(health::router())
+        .merge(metrics::router())
         .merge(openapi::router())
         .merge(slack::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async {
             ApiError::Invalid("method not allowed on this route".into())
         })
+        .layer(axum::middleware::from_fn(metrics::track))
+        // `x-request-id` is taken from the request (if usable) or generated, recorded on
+        // the span and returned on the response.
         .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                let route = req
-                    .extensions()
-                    .get::<MatchedPath>()
-                    .map_or("unmatched", MatchedPath::as_str);
-                tracing::info_span!("http", method = %req.method(), route)
-            }),
+            ServiceBuilder::new()
+                .layer(axum::middleware::from_fn(request_id::drop_unusable))
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|req: &Request<_>| {
+                            let route = req
+                                .extensions()
+                                .get::<MatchedPath>()
+                                .map_or("unmatched", MatchedPath::as_str);
+                            let request_id = req
+                                .headers()
+                                .get(request_id::HEADER)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default();
+                            tracing::info_span!("http", method = %req.method(), route, request_id)
+                        })
+                        .on_response(
+                            DefaultOnResponse::new()
+                                .level(tracing::Level::INFO)
+                                .latency_unit(LatencyUnit::Millis),
+                        ),
+                )
+                .layer(PropagateRequestIdLayer::x_request_id()),
         )
         .with_state(state)
 }

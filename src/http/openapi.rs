@@ -3,7 +3,7 @@
 //! cannot drift from the code. `tests/openapi.rs` checks real answers against it.
 
 use super::AppState;
-use super::{actions, audit, grants, health};
+use super::{actions, admin, audit, grants, health};
 use crate::signing::{HEADER_CLIENT, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 use axum::Router;
 use axum::http::header;
@@ -45,6 +45,7 @@ any request but `POST /v1/actions`, whose repeats are idempotent.";
         grants::revoke,
         grants::jwks,
         audit::list,
+        admin::reload,
         health::healthz,
         health::readyz,
     ),
@@ -54,6 +55,7 @@ any request but `POST /v1/actions`, whose repeats are idempotent.";
         (name = "actions", description = "Pending actions and their decisions"),
         (name = "grants", description = "Grants: the signed tokens that approved actions carry"),
         (name = "audit", description = "The hash-chained audit trail"),
+        (name = "admin", description = "Operating the running server (role `admin`)"),
         (name = "health", description = "Liveness and readiness probes (unsigned)"),
     )
 )]

@@ -355,6 +355,16 @@ impl SlackApi {
     }
 
     async fn send(&self, target: &Target<'_>, body: Body<'_>) -> Result<Value, SlackError> {
+        let result = self.send_with_retries(target, body).await;
+        crate::metrics::slack_call(target.label, &result);
+        result
+    }
+
+    async fn send_with_retries(
+        &self,
+        target: &Target<'_>,
+        body: Body<'_>,
+    ) -> Result<Value, SlackError> {
         let policy = &self.retry;
         let attempts = policy.attempts.max(1);
         let mut attempt = 0;
@@ -371,6 +381,7 @@ impl SlackApi {
                     return Err(err);
                 }
                 Attempt::RateLimited(retry_after) => {
+                    crate::metrics::slack_rate_limited();
                     if last || retry_after > policy.max_inline_wait {
                         let err = SlackError::RateLimited { retry_after };
                         tracing::warn!(method = target.label, attempt, error = %err, "slack call rate limited");

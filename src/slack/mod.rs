@@ -106,4 +106,9 @@ impl Slack {
         self.tasks.close();
         self.tasks.wait().await;
     }
+
+    /// Background tasks still running (what a shutdown past its timeout abandons).
+    pub fn running_tasks(&self) -> usize {
+        self.tasks.len()
+    }
 }

@@ -248,6 +248,10 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn pending_count(&self) -> StoreResult<u64> {
+        Ok(self.lock().pending.len() as u64)
+    }
+
     async fn pending_ids(&self, limit: usize) -> StoreResult<Vec<ActionId>> {
         Ok(self
             .lock()

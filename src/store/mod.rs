@@ -228,6 +228,9 @@ pub trait Store: Send + Sync + 'static {
     /// Ids of pending actions, at most `limit`.
     async fn pending_ids(&self, limit: usize) -> StoreResult<Vec<ActionId>>;
 
+    /// How many actions are pending, across replicas (the `greenlight_pending_actions` gauge).
+    async fn pending_count(&self) -> StoreResult<u64>;
+
     /// Claims up to `limit` timers due at `now` for `lease`: a claimed timer is invisible
     /// to other replicas until the lease runs out, so a crash mid-work only delays it.
     async fn claim_due(

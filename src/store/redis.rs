@@ -88,6 +88,7 @@ impl Keys {
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
+    crate::metrics::redis_error();
     StoreError::Unavailable(e.to_string())
 }
 
@@ -254,6 +255,15 @@ impl Store for RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn pending_count(&self) -> StoreResult<u64> {
+        let mut conn = self.conn.clone();
+        cmd("SCARD")
+            .arg(self.keys.pending())
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
     }
 
     async fn pending_ids(&self, limit: usize) -> StoreResult<Vec<ActionId>> {

@@ -36,6 +36,7 @@ impl Callbacks {
         };
         let Some(client) = self.service.client(&action.client) else {
             tracing::error!(action_id = %id, client = %action.client, "callback dropped: the client is no longer in the policy");
+            crate::metrics::callback(crate::metrics::CallbackResult::Failed);
             return Ok(Fired::Done);
         };
         let Some(secret) = client.secrets.first().cloned() else {
@@ -51,6 +52,7 @@ impl Callbacks {
         match notifier.send(url, &event_id, &body).await {
             Ok(()) => {
                 tracing::info!(action_id = %id, "decision callback delivered");
+                crate::metrics::callback(crate::metrics::CallbackResult::Delivered);
                 self.service
                     .audit()
                     .record(AuditEvent::callback_sent(&action, url))
@@ -61,6 +63,7 @@ impl Callbacks {
                 let waited = Utc::now() - decision.decided_at;
                 if waited > GIVE_UP_AFTER || !e.is_transient() {
                     tracing::error!(action_id = %id, error = %e, "decision callback failed; giving up");
+                    crate::metrics::callback(crate::metrics::CallbackResult::Failed);
                     self.service
                         .audit()
                         .record(AuditEvent::callback_failed(
@@ -79,6 +82,7 @@ impl Callbacks {
                     .clamp(Duration::from_secs(1), MAX_DELAY);
                 let jitter = Duration::from_millis(rand::random::<u64>() % 250);
                 tracing::warn!(action_id = %id, error = %e, retry_in = ?delay, "decision callback failed; will retry");
+                crate::metrics::callback(crate::metrics::CallbackResult::Retry);
                 let retry_at =
                     Utc::now() + ChronoDuration::from_std(delay + jitter).unwrap_or_default();
                 self.service

@@ -88,6 +88,7 @@ impl Escalator {
             return Ok(false);
         };
         tracing::warn!(action_id = %id, stage, "escalating an unanswered approval");
+        crate::metrics::escalation(stage);
         let targets = self.targets(plan);
         let named: Vec<String> = targets
             .iter()

@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 pub const MAX_SLEEP: Duration = Duration::from_secs(1);
 const BATCH: usize = 100;
-const LEASE: Duration = Duration::from_secs(30);
+/// How long a claimed timer stays invisible to other replicas: a timer whose run was cut
+/// short (a crash, or a shutdown past its timeout) runs again once this has passed.
+pub const LEASE: Duration = Duration::from_secs(30);
 
 /// What one step did.
 #[derive(Debug, PartialEq)]
@@ -44,6 +46,8 @@ pub struct Scheduler {
     slack: Option<Arc<Slack>>,
     escalator: Escalator,
     callbacks: Callbacks,
+    /// Cancelled at shutdown: a step then stops after the timer it is running.
+    stop: CancellationToken,
 }
 
 impl Scheduler {
@@ -58,6 +62,7 @@ impl Scheduler {
             slack,
             escalator,
             callbacks,
+            stop: CancellationToken::new(),
         }
     }
 
@@ -66,9 +71,20 @@ impl Scheduler {
         let store = self.service.store();
         let mut fired = 0;
         loop {
-            let due = store.claim_due(now, BATCH, LEASE).await?;
+            let mut due = store.claim_due(now, BATCH, LEASE).await?.into_iter();
             let n = due.len();
-            for timer in due {
+            while let Some(timer) = due.next() {
+                if self.stop.is_cancelled() {
+                    // Shutting down: hand back what was claimed but not started, due as
+                    // before, so another replica runs it without waiting out the lease.
+                    for t in std::iter::once(timer).chain(due.by_ref()) {
+                        store.reschedule(&t, t.due).await?;
+                    }
+                    return Ok(Step {
+                        fired,
+                        next_due: None,
+                    });
+                }
                 let outcome = match self.fire(&timer).await {
                     Ok(outcome) => outcome,
                     Err(e) => {
@@ -84,7 +100,7 @@ impl Scheduler {
                 }
                 fired += 1;
             }
-            if n < BATCH {
+            if n < BATCH || self.stop.is_cancelled() {
                 break;
             }
         }
@@ -124,12 +140,16 @@ impl Scheduler {
         }
     }
 
-    pub async fn run(self, shutdown: CancellationToken) {
+    /// Loops [`Self::run_once`] until `shutdown`, which also ends a step after the timer
+    /// it is running.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        self.stop = shutdown.clone();
         let mut backoff = Duration::from_millis(100);
         loop {
             let sleep = match self.run_once(Utc::now()).await {
                 Ok(step) => {
                     backoff = Duration::from_millis(100);
+                    crate::metrics::sample_store(self.service.store().as_ref()).await;
                     step.next_due
                         .map(|due| (due - Utc::now()).to_std().unwrap_or_default())
                         .map_or(MAX_SLEEP, |d| d.min(MAX_SLEEP))
