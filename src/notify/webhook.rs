@@ -1,5 +1,6 @@
-//! The generic escalation webhook: `POST url` with an event as JSON, signed in the Standard
-//! Webhooks scheme with `GREENLIGHT_NOTIFY_SECRET` when one is set (content = body).
+//! Signed webhooks: `POST url` with an event as JSON, signed in the Standard Webhooks
+//! scheme (content = body) with the secret given: `GREENLIGHT_NOTIFY_SECRET` for
+//! escalation events, the creating client's secret for decision callbacks.
 //!
 //! Every attempt of one event carries the same `webhook-id`, so a receiver can drop repeats,
 //! and a fresh `webhook-timestamp` and signature, so a late retry is not refused as stale.
@@ -79,12 +80,12 @@ impl WebhookNotifier {
                     host,
                     status = done.status,
                     attempts = done.attempts,
-                    "escalation webhook sent"
+                    "webhook delivered"
                 );
                 Ok(())
             }
             Err(error) => {
-                tracing::warn!(event_id, host, %error, "escalation webhook failed");
+                tracing::warn!(event_id, host, %error, "webhook failed");
                 Err(error)
             }
         }
