@@ -424,31 +424,14 @@ async fn export_then_verify_and_detect_damage(backend: Backend) {
 // ---------------------------------------------------------------------------------------
 // Slack, timers and callbacks: the events that happen away from the intake.
 
-const SLACK_POLICY: &str = r##"
+const SLACK_POLICY: &str = concat!(
+    r##"
 [defaults]
 channel = "#approvals"
 
-[[client]]
-id = "app"
-secret_env = "TEST_APP_SECRET"
-roles = ["requester"]
-callback_hosts = ["127.0.0.1"]
-allow_insecure_callbacks = true
-
-[[client]]
-id = "other"
-secret_env = "TEST_OTHER_SECRET"
-
-[[client]]
-id = "admin"
-secret_env = "TEST_ADMIN_SECRET"
-roles = ["admin"]
-
-[[client]]
-id = "auditor"
-secret_env = "TEST_AUDITOR_SECRET"
-roles = ["auditor"]
-
+"##,
+    test_clients!(),
+    r##"
 [[rule]]
 name = "chased"
 match = { action = "chase.*" }
@@ -463,7 +446,8 @@ name = "bob"
 match = { action = "*" }
 decision = "require"
 approvers = ["U0BOB"]
-"##;
+"##
+);
 
 async fn slack_app(backend: Backend) -> (TestApp, FakeSlack) {
     let slack = FakeSlack::start().await;

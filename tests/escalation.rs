@@ -11,28 +11,14 @@ use greenlight::policy::Policy;
 use serde_json::Value;
 use std::time::Duration;
 
-const POLICY: &str = r##"
+const POLICY: &str = concat!(
+    r##"
 [defaults]
 channel = "#approvals"
 
-[[client]]
-id = "app"
-secret_env = "TEST_APP_SECRET"
-
-[[client]]
-id = "other"
-secret_env = "TEST_OTHER_SECRET"
-
-[[client]]
-id = "admin"
-secret_env = "TEST_ADMIN_SECRET"
-roles = ["admin"]
-
-[[client]]
-id = "auditor"
-secret_env = "TEST_AUDITOR_SECRET"
-roles = ["auditor"]
-
+"##,
+    test_clients!(),
+    r##"
 [[oncall]]
 name = "dba"
 rotation = ["U0DAVE", "U0ERIN", "U0FRANK"]
@@ -59,7 +45,8 @@ approvers = ["U0BOB", "U0CAROL"]
 min_approvals = 2
 ttl = "60s"
 remind_every = "1s"
-"##;
+"##
+);
 
 const WAIT: Duration = Duration::from_secs(20);
 

@@ -15,30 +15,15 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
-const POLICY: &str = r##"
+const POLICY: &str = concat!(
+    r##"
 [defaults]
 channel = "#approvals"
 on_no_match = "require"
 
-[[client]]
-id = "app"
-secret_env = "TEST_APP_SECRET"
-roles = ["requester"]
-
-[[client]]
-id = "other"
-secret_env = "TEST_OTHER_SECRET"
-
-[[client]]
-id = "admin"
-secret_env = "TEST_ADMIN_SECRET"
-roles = ["admin"]
-
-[[client]]
-id = "auditor"
-secret_env = "TEST_AUDITOR_SECRET"
-roles = ["auditor"]
-
+"##,
+    test_clients!(),
+    r##"
 [[rule]]
 name = "reads"
 match = { action = "read.*" }
@@ -84,7 +69,8 @@ name = "solo"
 match = { action = "solo.*" }
 decision = "require"
 approvers = ["U0BOB", "alice@example.com"]
-"##;
+"##
+);
 
 const WAIT: Duration = Duration::from_secs(10);
 

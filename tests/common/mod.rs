@@ -149,14 +149,13 @@ impl Backend {
     }
 }
 
-/// The policy most tests run under.
-pub const POLICY: &str = r##"
-[defaults]
-channel = "#approvals"
-ttl = "15m"
-on_no_match = "require"
-
-[[client]]
+/// The four test clients as policy TOML, to `concat!` into a test's policy: `app` and
+/// `other` (requesters; `app` may call back to loopback and `hooks.example`), `admin`,
+/// `auditor`, with secrets in `TEST_{ID}_SECRET`.
+#[macro_export]
+macro_rules! test_clients {
+    () => {
+        r##"[[client]]
 id = "app"
 secret_env = "TEST_APP_SECRET"
 roles = ["requester"]
@@ -177,7 +176,21 @@ roles = ["admin"]
 id = "auditor"
 secret_env = "TEST_AUDITOR_SECRET"
 roles = ["auditor"]
+"##
+    };
+}
 
+/// The policy most tests run under.
+pub const POLICY: &str = concat!(
+    r##"
+[defaults]
+channel = "#approvals"
+ttl = "15m"
+on_no_match = "require"
+
+"##,
+    test_clients!(),
+    r##"
 [[rule]]
 name = "reads"
 match = { action = "read.*" }
@@ -206,7 +219,8 @@ match = { resource = "prod/*", context = { env = "prod" } }
 decision = "require"
 approvers = ["U0BOB", "U0CAROL"]
 min_approvals = 2
-"##;
+"##
+);
 
 pub const CLIENTS: [&str; 4] = ["app", "other", "admin", "auditor"];
 
