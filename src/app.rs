@@ -12,7 +12,7 @@ use crate::service::{Client, Loaded, Service};
 use crate::signing::Secret;
 use crate::slack::Slack;
 use crate::slack::api::SlackApi;
-use crate::store::{MemoryStore, RedisStore, RedisStoreConfig, Store};
+use crate::store::{Deployment, MemoryStore, RedisStore, RedisStoreConfig, Store};
 use crate::waiters::Waiters;
 use crate::workers::callbacks::Callbacks;
 use crate::workers::escalation::Escalator;
@@ -88,17 +88,23 @@ impl Application {
         let loaded = load(&settings)?;
         let shutdown = CancellationToken::new();
         let waiters = Waiters::new();
-        let store: Arc<dyn Store> = match (&settings.redis_url, &settings.redis_cluster) {
-            (_, Some(_)) => bail!("GREENLIGHT_REDIS_CLUSTER is not supported yet"),
-            (Some(url), None) => RedisStore::start(
-                &RedisStoreConfig {
-                    url: url.expose_secret().to_owned(),
-                    prefix: settings.redis_prefix.clone(),
-                },
-                waiters.clone(),
-                shutdown.clone(),
-            )?,
-            (None, None) => {
+        let deployment = Deployment::from_settings(
+            settings.redis_url.as_ref().map(|u| u.expose_secret()),
+            settings.redis_cluster.as_deref(),
+        )?;
+        let store: Arc<dyn Store> = match deployment {
+            Some(deployment) => {
+                RedisStore::start(
+                    RedisStoreConfig {
+                        deployment,
+                        prefix: settings.redis_prefix.clone(),
+                    },
+                    waiters.clone(),
+                    shutdown.clone(),
+                )
+                .await?
+            }
+            None => {
                 tracing::warn!(
                     "REDIS_URL is not set: using the embedded in-memory store (one process; \
                      pending actions are lost on exit)"

@@ -275,7 +275,7 @@ impl Service {
         let now = Utc::now().trunc_subsecs(0);
         let ttl = request.ttl.map_or(eval.max_ttl, |t| t.min(eval.max_ttl));
         let mut action = Action {
-            id: ActionId::generate(),
+            id: self.store.new_action_id(client.id(), request_id),
             status: Status::Pending,
             action: request.action,
             resource: request.resource,

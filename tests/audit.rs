@@ -697,16 +697,17 @@ async fn two_processes_on_one_redis_write_one_chain() {
 #[tokio::test]
 async fn trimmed_trail_still_verifies_from_its_oldest_entry() {
     use greenlight::audit::{Audit, AuditEvent, EventKind};
-    use greenlight::store::{RedisStore, RedisStoreConfig, Store};
+    use greenlight::store::{Deployment, RedisStore, RedisStoreConfig, Store};
     let redis = RedisServer::start();
     let store: std::sync::Arc<dyn Store> = RedisStore::start(
-        &RedisStoreConfig {
-            url: redis.url(),
+        RedisStoreConfig {
+            deployment: Deployment::Single { url: redis.url() },
             prefix: "trim".into(),
         },
         greenlight::waiters::Waiters::new(),
         tokio_util::sync::CancellationToken::new(),
     )
+    .await
     .unwrap();
     let audit = Audit::new(store.clone(), 100);
     for i in 0..1000 {

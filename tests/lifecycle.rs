@@ -169,7 +169,7 @@ async fn concurrent_deciders_make_one_decision(backend: Backend) {
     let app = spawn_app(backend.clone()).await;
     let recorder = match &backend {
         Backend::Redis(r) => Some(ChannelRecorder::start(r, &app.prefix).await),
-        Backend::Memory => None,
+        _ => None,
     };
     let id = app.create_pending().await;
     let app = std::sync::Arc::new(app);

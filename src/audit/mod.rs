@@ -55,6 +55,8 @@ const SCAN_CHUNK: usize = 1000;
 const BATCH: usize = 256;
 /// Appends retried against a moved head before the batch is given up (logged).
 const APPEND_ATTEMPTS: usize = 100;
+/// Failed Redis calls retried per batch (backing off to 1 s: about 15 s in all).
+const ERROR_RETRIES: usize = 20;
 
 /// The audit trail of this process: cheap to clone, shared by everything that records.
 #[derive(Clone)]
@@ -212,15 +214,36 @@ impl Inner {
 
     /// Chains `batch` onto the head and appends it, retrying while other replicas move the
     /// head first. `known` is the head this process last saw.
+    ///
+    /// When Redis fails mid-append (a reply lost, a failover) the append may or may not
+    /// have applied: the head is read again, and if it is this batch's last hash the batch
+    /// is in; otherwise it is chained again. Errors are retried with backoff for about
+    /// [`ERROR_RETRIES`] steps before the batch is reported lost.
     async fn append(&self, known: &mut Option<Option<String>>, batch: &[Queued]) {
+        let mut errors = 0;
+        let mut backoff = Duration::from_millis(50);
+        let mut last_attempt: Option<String> = None;
         for attempt in 0..APPEND_ATTEMPTS {
             let head = match known.take() {
                 Some(head) => head,
                 None => match self.store.audit_head().await {
                     Ok(head) => head,
-                    Err(e) => return lost(batch, &e.to_string()),
+                    Err(e) => {
+                        errors += 1;
+                        if errors > ERROR_RETRIES {
+                            return lost(batch, &e.to_string());
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        continue;
+                    }
                 },
             };
+            if last_attempt.is_some() && head == last_attempt {
+                // The failed attempt did apply.
+                *known = Some(head);
+                return;
+            }
             let mut prev = head.clone().unwrap_or_else(|| GENESIS.to_owned());
             let sealed: Vec<(String, String)> = batch
                 .iter()
@@ -257,7 +280,16 @@ impl Inner {
                     }
                 }
                 // The head is unknown again: the append may or may not have applied.
-                Err(e) => return lost(batch, &e.to_string()),
+                Err(e) => {
+                    errors += 1;
+                    if errors > ERROR_RETRIES {
+                        return lost(batch, &e.to_string());
+                    }
+                    tracing::warn!(error = %e, "audit append failed; checking the head and retrying");
+                    last_attempt = Some(prev);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
             }
         }
         lost(batch, "the head kept moving");

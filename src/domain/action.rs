@@ -19,6 +19,24 @@ impl ActionId {
         Self(format!("act_{}", ulid::Ulid::new()))
     }
 
+    /// A new id whose ULID ends in the bits of `shard` (of `shards`, a power of two), so a
+    /// store that spreads actions over shards can choose the shard before the id exists.
+    pub fn generate_in_shard(shard: u16, shards: u16) -> Self {
+        debug_assert!(shards.is_power_of_two() && shard < shards);
+        let mask = u128::from(shards - 1);
+        let random = ulid::Ulid::new().0 & !mask;
+        Self(format!(
+            "act_{}",
+            ulid::Ulid(random | (u128::from(shard) & mask))
+        ))
+    }
+
+    /// The shard (of `shards`, a power of two) this id belongs to: its ULID's low bits.
+    pub fn shard(&self, shards: u16) -> u16 {
+        let ulid = ulid::Ulid::from_string(&self.0[4..]).expect("ids hold a canonical ULID");
+        (ulid.0 & u128::from(shards - 1)) as u16
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -384,6 +402,17 @@ pub mod rfc3339 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_generated_in_a_shard_stay_in_it_through_parsing() {
+        for shard in 0..16 {
+            let id = ActionId::generate_in_shard(shard, 16);
+            let parsed: ActionId = id.as_str().parse().unwrap();
+            assert_eq!(parsed.shard(16), shard);
+            assert_eq!(parsed, id);
+        }
+        assert_eq!(ActionId::generate().shard(1), 0);
+    }
 
     fn pending() -> Action {
         let now = Utc::now();

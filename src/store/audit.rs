@@ -8,7 +8,6 @@
 
 use super::{AuditAppend, NewAuditEntry};
 use redis::Script;
-use redis::aio::ConnectionManager;
 use std::collections::VecDeque;
 
 pub(super) const APPEND: &str = include_str!("scripts/audit_append.lua");
@@ -82,14 +81,14 @@ impl MemoryAuditLog {
 }
 
 pub(super) async fn redis_head(
-    conn: &mut ConnectionManager,
+    conn: &mut (impl redis::aio::ConnectionLike + Send),
     head_key: &str,
 ) -> redis::RedisResult<Option<String>> {
     redis::cmd("GET").arg(head_key).query_async(conn).await
 }
 
 pub(super) async fn redis_append(
-    conn: &mut ConnectionManager,
+    conn: &mut (impl redis::aio::ConnectionLike + Send),
     script: &Script,
     (stream_key, head_key): (&str, &str),
     expected_head: Option<&str>,
@@ -113,7 +112,7 @@ pub(super) async fn redis_append(
 }
 
 pub(super) async fn redis_range(
-    conn: &mut ConnectionManager,
+    conn: &mut (impl redis::aio::ConnectionLike + Send),
     stream_key: &str,
     after: Option<&str>,
     count: usize,

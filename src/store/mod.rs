@@ -12,7 +12,7 @@ mod redis;
 pub use audit::parse_stream_id;
 
 pub use memory::MemoryStore;
-pub use redis::{RedisStore, RedisStoreConfig};
+pub use redis::{Deployment, RedisStore, RedisStoreConfig};
 
 use crate::domain::{Action, ActionId};
 use async_trait::async_trait;
@@ -200,6 +200,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether `key` is set in namespace `ns` (and not expired).
     async fn is_set(&self, ns: &str, key: &str) -> StoreResult<bool>;
+
+    /// The id for a new action of `client` sent with `idempotency_key`. Redis Cluster
+    /// chooses it so the action lands in the hash slot of its idempotency key.
+    fn new_action_id(&self, client: &str, idempotency_key: &str) -> ActionId {
+        let _ = (client, idempotency_key);
+        ActionId::generate()
+    }
 
     /// Stores a new action with its idempotency key and timers, atomically; an action
     /// created already decided is published at once.

@@ -5,6 +5,7 @@
 pub mod pagerduty;
 pub mod python;
 pub mod slack;
+pub mod topology;
 
 use greenlight::app::Application;
 use greenlight::config::Settings;
@@ -134,6 +135,10 @@ impl Drop for RedisServer {
 pub enum Backend {
     Memory,
     Redis(Arc<RedisServer>),
+    /// Redis Cluster (`GREENLIGHT_REDIS_CLUSTER`).
+    Cluster(Arc<topology::RedisCluster>),
+    /// A master and replica behind Redis Sentinel (`redis+sentinel://`).
+    Sentinel(Arc<topology::RedisSentinel>),
 }
 
 impl Backend {
@@ -144,7 +149,7 @@ impl Backend {
     pub fn redis_server(&self) -> Option<&Arc<RedisServer>> {
         match self {
             Backend::Redis(r) => Some(r),
-            Backend::Memory => None,
+            _ => None,
         }
     }
 }
@@ -316,8 +321,11 @@ async fn start(
     settings.redis_prefix = options.prefix.clone();
     settings.max_wait_seconds = options.max_wait_seconds;
     settings.shutdown_timeout_seconds = 5;
-    if let Backend::Redis(r) = &backend {
-        settings.redis_url = Some(r.url().into());
+    match &backend {
+        Backend::Memory => {}
+        Backend::Redis(r) => settings.redis_url = Some(r.url().into()),
+        Backend::Cluster(c) => settings.redis_cluster = Some(c.seeds()),
+        Backend::Sentinel(s) => settings.redis_url = Some(s.url().into()),
     }
     if let Some(base) = &options.slack_api_base {
         settings.slack_api_base = base.clone();

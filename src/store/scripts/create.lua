@@ -1,20 +1,24 @@
 -- Creates an action once per (client, webhook-id), atomically.
 -- KEYS: idempotency key, action key, pending set, timers zset
 -- ARGV: idempotency value, idempotency ttl s, action id, status, action json,
---       decision channel, decided retention s, then (due ms, member) pairs
+--       decision channel, decided retention s, publish command (PUBLISH, SPUBLISH on
+--       Cluster, '' when the caller publishes after replication), then (due ms, member)
+--       pairs of timers
 local existing = redis.call('GET', KEYS[1])
 if existing then
   return existing
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 redis.call('HSET', KEYS[2], 'rev', 1, 'status', ARGV[4], 'json', ARGV[5])
+for i = 9, #ARGV, 2 do
+  redis.call('ZADD', KEYS[4], ARGV[i], ARGV[i + 1])
+end
 if ARGV[4] == 'pending' then
   redis.call('SADD', KEYS[3], ARGV[3])
-  for i = 8, #ARGV, 2 do
-    redis.call('ZADD', KEYS[4], ARGV[i], ARGV[i + 1])
-  end
 else
   redis.call('EXPIRE', KEYS[2], ARGV[7])
-  redis.call('PUBLISH', ARGV[6], ARGV[5])
+  if ARGV[8] ~= '' then
+    redis.call(ARGV[8], ARGV[6], ARGV[5])
+  end
 end
 return false
