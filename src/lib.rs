@@ -12,6 +12,7 @@ pub mod domain;
 pub mod grants;
 pub mod http;
 pub mod metrics;
+pub mod middleware;
 pub mod notify;
 pub mod outbound;
 pub mod policy;

@@ -413,6 +413,32 @@ impl Client {
         Ok(self.grants.verify_token(token).await?)
     }
 
+    /// Spends an approved action's grant on the server (`POST /v1/grants/verify` with
+    /// `consume: true`): `Ok(true)` for the one caller that gets to use it, `Ok(false)`
+    /// when it was used, revoked, or does not verify.
+    pub async fn consume_grant(&self, action: &Action) -> Result<bool, ClientError> {
+        let Some(grant) = action.decision.as_ref().and_then(|d| d.grant.as_ref()) else {
+            return Ok(false);
+        };
+        #[derive(Deserialize)]
+        struct Verdict {
+            valid: bool,
+        }
+        let body = json!({
+            "token": grant.token, "action": action.action,
+            "resource": action.resource, "consume": true,
+        });
+        let verdict: Verdict = self
+            .call(
+                Method::POST,
+                "/v1/grants/verify",
+                Some(body.to_string().into_bytes()),
+                Self::CALL_TIMEOUT,
+            )
+            .await?;
+        Ok(verdict.valid)
+    }
+
     pub async fn cancel(&self, id: &ActionId, reason: Option<&str>) -> Result<Action, ClientError> {
         let body = reason.map(|r| json!({ "reason": r }).to_string().into_bytes());
         self.call(
