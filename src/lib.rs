@@ -16,6 +16,7 @@ pub mod middleware;
 pub mod notify;
 pub mod outbound;
 pub mod policy;
+pub mod proxy;
 pub mod reload;
 pub mod service;
 pub mod signing;

@@ -54,6 +54,8 @@ enum Command {
     /// Run a command only once approved (with the grant in GREENLIGHT_GRANT); exits with the
     /// command's code, or 10 denied, 11 expired, 12 cancelled, 13 timed out, 1 error.
     Gate(GateArgs),
+    /// Reverse proxy in front of an HTTP API: requests matching routes.toml wait for approval.
+    Proxy(crate::proxy::cli::ProxyArgs),
     /// Show an action.
     Status {
         id: String,
@@ -190,6 +192,7 @@ pub fn main() -> ExitCode {
         }
         Command::Decide(args) => runtime().block_on(commands::decide(args)),
         Command::Gate(args) => runtime().block_on(gate::run(args)),
+        Command::Proxy(args) => args.run(),
     }
 }
 
