@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// Headers that describe one connection, not the message (RFC 9110 section 7.6.1).
 const HOP_BY_HOP: [&str; 9] = [
@@ -75,12 +76,19 @@ impl Upstream {
         peer: Option<SocketAddr>,
     ) -> Response {
         let exceeded = Arc::new(AtomicBool::new(false));
+        // The upstream's time to answer counts from the end of the request body: a large
+        // upload is not a slow upstream.
+        let body_sent = Arc::new(Notify::new());
         let body = match body {
-            Outgoing::Read(bytes) => reqwest::Body::from(bytes),
+            Outgoing::Read(bytes) => {
+                body_sent.notify_one();
+                reqwest::Body::from(bytes)
+            }
             Outgoing::Stream(body) => reqwest::Body::wrap_stream(limited(
                 body.into_data_stream(),
                 self.max_body,
                 exceeded.clone(),
+                body_sent.clone(),
             )),
         };
         let headers = request_headers(&parts, peer);
@@ -154,22 +162,39 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The body stream, cut off with an error once more than `max` bytes went through.
+/// The body stream, cut off with an error once more than `max` bytes went through;
+/// `sent` is notified when it ends.
 fn limited(
     body: impl Stream<Item = Result<Bytes, axum::Error>> + Send + 'static,
     max: u64,
     exceeded: Arc<AtomicBool>,
+    sent: Arc<Notify>,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-    let mut seen = 0u64;
-    body.map(move |chunk| {
-        let chunk = chunk.map_err(std::io::Error::other)?;
-        seen += chunk.len() as u64;
-        if seen > max {
-            exceeded.store(true, Ordering::Relaxed);
-            return Err(std::io::Error::other("request body over the limit"));
-        }
-        Ok(chunk)
-    })
+    futures::stream::unfold(
+        (body.boxed(), 0u64, Some(sent)),
+        move |(mut body, seen, sent)| {
+            let exceeded = exceeded.clone();
+            async move {
+                let sent = sent?;
+                match body.next().await {
+                    None => {
+                        sent.notify_one();
+                        None
+                    }
+                    Some(Err(e)) => Some((Err(std::io::Error::other(e)), (body, seen, None))),
+                    Some(Ok(chunk)) => {
+                        let seen = seen + chunk.len() as u64;
+                        if seen > max {
+                            exceeded.store(true, Ordering::Relaxed);
+                            let e = std::io::Error::other("request body over the limit");
+                            return Some((Err(e), (body, seen, None)));
+                        }
+                        Some((Ok(chunk), (body, seen, Some(sent))))
+                    }
+                }
+            }
+        },
+    )
 }
 
 pub fn too_large() -> Response {
