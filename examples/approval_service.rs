@@ -44,7 +44,7 @@ fn approval(client: Client) -> RequireApproval {
                 .headers
                 .get("x-user")
                 .and_then(|v| v.to_str().ok())
-                .ok_or_else(|| (StatusCode::UNAUTHORIZED, "who are you?").into_response())?;
+                .ok_or((StatusCode::UNAUTHORIZED, "who are you?".to_owned()))?;
             Ok(ActionRequest {
                 action: "accounts.delete".into(),
                 resource: req.uri.path().trim_start_matches('/').into(),

@@ -47,7 +47,7 @@ async fn service(app: &TestApp) -> Service {
                 .headers
                 .get("x-user")
                 .and_then(|v| v.to_str().ok())
-                .ok_or_else(|| (StatusCode::UNAUTHORIZED, "no user").into_response())?;
+                .ok_or((StatusCode::UNAUTHORIZED, "no user".to_owned()))?;
             Ok(ActionRequest {
                 action: "accounts.delete".into(),
                 resource: req.uri.path().into(),

@@ -503,3 +503,46 @@ async fn a_forged_decision_on_redis_does_not_release_a_request() {
     assert_eq!(status, 403, "{body}");
     assert_eq!(proxy.upstream.reached.load(Ordering::SeqCst), 0);
 }
+
+/// The requester from a bearer JWT checked against a JWKS (here Greenlight's own, with a
+/// grant as the token: an EdDSA JWT whose `sub` is the requester).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn takes_the_requester_from_a_verified_bearer_token() {
+    let app = spawn_app(Backend::Memory).await;
+    let routes = ROUTES.replace(
+        "[requester]\nheader = \"x-user\"\n",
+        &format!(
+            "[requester.jwt]\njwks_url = \"{}/.well-known/jwks.json\"\naudience = \"app\"\nalgorithms = [\"EdDSA\"]\n",
+            app.base
+        ),
+    );
+    let proxy = proxy_with(
+        &app,
+        Client::new(&app.base, "app", app.secret("app")),
+        &routes,
+    )
+    .await;
+    let token = grant_of_another_action(&app).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/accounts/9", proxy.base);
+
+    // No token, or a tampered one: 401, nothing asked.
+    assert_eq!(send(http.delete(&url)).await.0, 401);
+    let tampered = format!("{token}x");
+    assert_eq!(send(http.delete(&url).bearer_auth(&tampered)).await.0, 401);
+    assert!(app.service.pending(10).await.unwrap().is_empty());
+
+    let held = tokio::spawn(send(http.delete(&url).bearer_auth(&token)));
+    let action = pending_action(&app).await;
+    assert_eq!(action["requester"]["id"], "u-123");
+    assert_eq!(
+        app.decide(action["id"].as_str().unwrap(), "approved")
+            .await
+            .status,
+        200
+    );
+    let (status, _, seen) = held.await.unwrap();
+    assert_eq!(status, 200, "{seen}");
+    // The caller's own credentials still reach the upstream.
+    assert_eq!(seen["headers"]["authorization"], format!("Bearer {token}"));
+}

@@ -30,6 +30,9 @@ pub enum Ask {
 
 impl Ask {
     /// `Greenlight-Action-Id` (resume) and `Prefer: respond-async` (RFC 7240).
+    // A rejection is a `Response`, as in axum's own extractors; it is built once per
+    // refused request, never in a hot loop.
+    #[allow(clippy::result_large_err)]
     pub fn from_headers(headers: &HeaderMap) -> Result<Self, Response> {
         let respond_async = headers
             .get_all("prefer")
@@ -62,7 +65,7 @@ impl Ask {
 /// What became of a held request.
 pub enum Verdict {
     /// Approved, and the grant verified: forward, with [`Verdict::grant_headers`].
-    Approved(Action),
+    Approved(Box<Action>),
     /// Answer this instead of forwarding.
     Answer(Response),
 }
@@ -130,7 +133,7 @@ impl Holder {
                     Some(&action),
                 ))
             }
-            Status::Approved => Verdict::Approved(action),
+            Status::Approved => Verdict::Approved(Box::new(action)),
             Status::Pending if respond_async => Verdict::Answer(accepted(&self.client, &action)),
             Status::Pending => Verdict::Answer(still_pending(&self.client, &action)),
             _ => Verdict::Answer(refusal(
@@ -163,6 +166,17 @@ impl Verdict {
             ),
         ]
     }
+}
+
+/// The SPEC's error body for a request refused before anything was asked.
+pub(super) fn rejection(status: StatusCode, message: &str) -> Response {
+    let code = match status.as_u16() {
+        400 => "invalid_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        _ => "error",
+    };
+    refusal(status, code, message, None)
 }
 
 /// `{"error": {...}, "action": {...}}`: the SPEC's error body, with the action's outcome.

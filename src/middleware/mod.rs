@@ -4,7 +4,7 @@
 //! outcome (or a `202` to poll, when the caller sends `Prefer: respond-async`).
 //!
 //! ```no_run
-//! use axum::{Router, routing::delete};
+//! use axum::{Router, http::StatusCode, routing::delete};
 //! use greenlight::client::Client;
 //! use greenlight::domain::{ActionRequest, Requester};
 //! use greenlight::middleware::RequireApproval;
@@ -14,10 +14,11 @@
 //!     .route("DELETE /accounts/*")
 //!     .extract(|req| {
 //!         let user = req.headers.get("x-user").and_then(|v| v.to_str().ok());
+//!         let user = user.ok_or((StatusCode::UNAUTHORIZED, "who are you?".to_owned()))?;
 //!         Ok(ActionRequest {
 //!             action: "accounts.delete".into(),
 //!             resource: req.uri.path().into(),
-//!             requester: Requester { id: user.unwrap_or("anonymous").into(), ..Default::default() },
+//!             requester: Requester { id: user.into(), ..Default::default() },
 //!             ..Default::default()
 //!         })
 //!     });
@@ -38,7 +39,7 @@ use crate::domain::ActionRequest;
 use axum::body::Body;
 use axum::http::request::Parts;
 use axum::http::{Request, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -55,9 +56,13 @@ pub mod headers {
     pub const ACTION_ID: &str = "greenlight-action-id";
 }
 
-/// Describes a matching request as an action request, or answers it (e.g. `401` when the
-/// caller cannot be identified).
-pub type Extractor = dyn Fn(&Parts) -> Result<ActionRequest, Response> + Send + Sync;
+/// Describes a matching request as an action request, or refuses it with a status and a
+/// message (e.g. `401` when the caller cannot be identified), answered as the SPEC's
+/// JSON error body.
+pub type Extractor = dyn Fn(&Parts) -> Result<ActionRequest, Rejection> + Send + Sync;
+
+/// A refusal by the extractor.
+pub type Rejection = (StatusCode, String);
 
 /// The layer. Cheap to clone.
 #[derive(Clone)]
@@ -74,7 +79,10 @@ impl RequireApproval {
             holder: Holder::new(client, DEFAULT_HOLD),
             routes: Arc::default(),
             extract: Arc::new(|_| {
-                Err((StatusCode::INTERNAL_SERVER_ERROR, "no approval extractor").into_response())
+                Err((
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "no approval extractor configured".into(),
+                ))
             }),
         }
     }
@@ -96,7 +104,7 @@ impl RequireApproval {
     /// (and reason, context, ttl if you like).
     pub fn extract(
         mut self,
-        f: impl Fn(&Parts) -> Result<ActionRequest, Response> + Send + Sync + 'static,
+        f: impl Fn(&Parts) -> Result<ActionRequest, Rejection> + Send + Sync + 'static,
     ) -> Self {
         self.extract = Arc::new(f);
         self
@@ -154,6 +162,8 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         if !gated {
+            // Nor an action id that looks like an approval of this request.
+            request.headers_mut().remove(headers::ACTION_ID);
             return Box::pin(inner.call(request));
         }
         let config = self.config.clone();
@@ -165,7 +175,7 @@ where
             };
             let action_request = match (config.extract)(&parts) {
                 Ok(r) => r,
-                Err(answer) => return Ok(answer),
+                Err((status, message)) => return Ok(hold::rejection(status, &message)),
             };
             match config.holder.hold(action_request, ask).await {
                 Verdict::Approved(action) => {

@@ -11,17 +11,22 @@ use serde_json::{Map, Value, json};
 
 pub enum Requester {
     Header(String),
-    Jwt { source: JwtSource, jwks: JwksCache },
+    Jwt(Box<Jwt>),
+}
+
+pub struct Jwt {
+    source: JwtSource,
+    jwks: JwksCache,
 }
 
 impl Requester {
     pub fn new(source: RequesterSource, http: reqwest::Client) -> Self {
         match source {
             RequesterSource::Header(h) => Requester::Header(h),
-            RequesterSource::Jwt(source) => Requester::Jwt {
+            RequesterSource::Jwt(source) => Requester::Jwt(Box::new(Jwt {
                 jwks: JwksCache::new(source.jwks_url.clone(), http),
                 source,
-            },
+            })),
         }
     }
 
@@ -39,7 +44,7 @@ impl Requester {
                         "this request needs approval; the `{name}` header names who asks"
                     ))
                 }),
-            Requester::Jwt { source, jwks } => {
+            Requester::Jwt(jwt) => {
                 let token = headers
                     .get(header::AUTHORIZATION)
                     .and_then(|v| v.to_str().ok())
@@ -50,10 +55,12 @@ impl Requester {
                     .ok_or_else(|| {
                         unauthorized("this request needs approval and a bearer token")
                     })?;
-                verify(source, jwks, token.trim()).await.map_err(|e| {
-                    tracing::info!(error = %e, "bearer token rejected");
-                    unauthorized("the bearer token does not verify")
-                })
+                verify(&jwt.source, &jwt.jwks, token.trim())
+                    .await
+                    .map_err(|e| {
+                        tracing::info!(error = %e, "bearer token rejected");
+                        unauthorized("the bearer token does not verify")
+                    })
             }
         }
     }
