@@ -265,3 +265,46 @@ async fn a_forged_approval_relayed_by_long_poll_runs_nothing() {
     assert_eq!(ran.code, 10, "{}", ran.stderr);
     assert!(ran.command.is_none());
 }
+
+/// A CI runner cancelling the job sends SIGTERM to gate: once the command runs, gate
+/// passes it on and exits as the command does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_reaches_the_running_command() {
+    let app = spawn_app(Backend::Memory).await;
+    let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("started");
+    let script = r#"trap 'exit 42' TERM; touch "$1"; while true; do sleep 0.1; done"#;
+    let mut child = greenlight(&app, "app")
+        .args(["gate", "--requester", "u-123", "--action", "read.logs"])
+        .args([
+            "--resource",
+            "svc/payments",
+            "--",
+            "sh",
+            "-c",
+            script,
+            "gated",
+        ])
+        .arg(&started)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if started.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(started.exists(), "the auto-approved command did not start");
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("gate exited after SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(42));
+}

@@ -132,10 +132,20 @@ async fn execute(action: &Action, command: &[std::ffi::OsString], stop: Interrup
         Ok(c) => c,
         Err(e) => return fail(format!("cannot run {}: {e}", program.to_string_lossy())),
     };
-    // Ctrl-C reaches the command too (same process group); gate only stays alive to pass
-    // on its exit code, so it keeps the signal handlers installed and ignores them.
-    let status = child.wait().await;
-    drop(stop);
+    // Ctrl-C reaches the command itself (the terminal signals the whole process group);
+    // a SIGTERM sent to gate alone (a CI runner cancelling the job) is passed on. Either
+    // way gate stays to pass on the command's exit code.
+    let mut stop = stop;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            signal = stop.received() => {
+                if signal == Signal::Terminate && let Some(pid) = child.id() {
+                    forward_terminate(pid);
+                }
+            }
+        }
+    };
     match status {
         Ok(status) => ExitCode::from(passed_through(status)),
         Err(e) => fail(format!("waiting for {}: {e}", program.to_string_lossy())),
@@ -166,6 +176,24 @@ async fn withdraw(client: &Client, id: &ActionId, reason: &str) -> ExitCode {
     }
 }
 
+/// Sends SIGTERM to the command.
+fn forward_terminate(pid: u32) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    // SAFETY: kill(2) has no memory effects; `pid` is our child, not yet reaped (we are
+    // still waiting for it), so it cannot name another process.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Signal {
+    Interrupt,
+    Terminate,
+}
+
 /// SIGINT or SIGTERM, whichever comes first.
 struct Interrupt {
     int: tokio::signal::unix::Signal,
@@ -181,10 +209,10 @@ impl Interrupt {
         })
     }
 
-    async fn received(&mut self) {
+    async fn received(&mut self) -> Signal {
         tokio::select! {
-            _ = self.int.recv() => {}
-            _ = self.term.recv() => {}
+            _ = self.int.recv() => Signal::Interrupt,
+            _ = self.term.recv() => Signal::Terminate,
         }
     }
 }
