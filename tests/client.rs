@@ -89,12 +89,27 @@ async fn a_grant_does_not_verify_for_another_action_or_client(backend: Backend) 
     assert_eq!(approved.status, Status::Approved);
     assert!(client(&app, "app").verify_grant(&approved).await.is_ok());
 
-    // Issued to `app`: another client does not take it.
-    let err = client(&app, "other").verify_grant(&approved).await;
+    // Issued to `app`: as a bare token, another client does not take it...
+    let token = &approved
+        .decision
+        .as_ref()
+        .unwrap()
+        .grant
+        .as_ref()
+        .unwrap()
+        .token;
+    assert!(client(&app, "app").verify_grant_token(token).await.is_ok());
+    let err = client(&app, "other").verify_grant_token(token).await;
     assert!(
         matches!(err, Err(ClientError::Grant(GrantError::Invalid(_)))),
         "{err:?}"
     );
+    // ...an action claiming another client does not match it, and an admin reading
+    // `app`'s action sees a valid approval.
+    let mut claimed = approved.clone();
+    claimed.client = "other".into();
+    assert!(client(&app, "app").verify_grant(&claimed).await.is_err());
+    assert!(client(&app, "admin").verify_grant(&approved).await.is_ok());
     // The genuine grant of one action does not approve another.
     let mut other = approved.clone();
     other.id = ActionId::generate();

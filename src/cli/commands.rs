@@ -116,6 +116,17 @@ fn finish(action: &Action, json: bool) -> ExitCode {
     ExitCode::from(exit_code(action.status))
 }
 
+/// [`finish`] for an action read from the server: exit 0 means approved, so an approval
+/// counts only when its grant verifies (SPEC section 7); otherwise it is an error.
+async fn finish_checked(client: &Client, action: &Action, json: bool) -> ExitCode {
+    if action.status == Status::Approved
+        && let Err(e) = client.verify_grant(action).await
+    {
+        return fail(e);
+    }
+    finish(action, json)
+}
+
 pub async fn request(args: RequestArgs) -> ExitCode {
     let client = match Client::from_env() {
         Ok(c) => c,
@@ -129,7 +140,7 @@ pub async fn request(args: RequestArgs) -> ExitCode {
     // Without --wait a pending action exits 13, never 0: 0 means approved, and scripts
     // run `greenlight request ... && do-it`.
     if !args.wait || !action.is_pending() {
-        return finish(&action, args.json);
+        return finish_checked(&client, &action, args.json).await;
     }
     if !args.json {
         print(&action, false);
@@ -154,7 +165,7 @@ pub async fn status(id: &str, json: bool) -> ExitCode {
         Err(code) => return code,
     };
     match client.get(&id).await {
-        Ok(action) => finish(&action, json),
+        Ok(action) => finish_checked(&client, &action, json).await,
         Err(e) => fail(e),
     }
 }

@@ -89,3 +89,31 @@ pub fn line(
     ));
     line
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_who_was_asked_the_votes_and_the_time_left() {
+        let action: Action = serde_json::from_value(serde_json::json!({
+            "id": "act_01JD8Y3M6QW9T3V7K2X5N4B1C0", "status": "pending",
+            "action": "deploy.prod", "resource": "svc/payments",
+            "requester": {"id": "u-123"}, "reason": null, "context": {}, "client": "ci",
+            "policy": {"rule": "prod", "min_approvals": 2, "approvers": ["@sre", "U0BOB"]},
+            "votes": [{"user": "U0BOB", "vote": "approve", "at": "2026-11-22T10:01:00Z"}],
+            "created_at": "2026-11-22T10:00:00Z", "expires_at": "2026-11-22T10:10:00Z",
+            "decision": null,
+        }))
+        .unwrap();
+        let at = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+        let now = at("2026-11-22T10:02:00Z");
+        assert_eq!(
+            line(&action, at("2026-11-22T11:00:00Z"), now),
+            "waiting for approval of deploy.prod on svc/payments: asked @sre, U0BOB \
+             (2 needed); votes 1/2 (U0BOB approved); 8m left"
+        );
+        // gate's own --timeout, when it comes first.
+        assert!(line(&action, at("2026-11-22T10:03:30Z"), now).ends_with("; 1m 30s left"));
+    }
+}

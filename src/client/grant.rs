@@ -61,8 +61,9 @@ impl GrantVerifier {
     }
 
     /// The claims of `action`'s grant when `action` is approved and its grant is signed by
-    /// a key of the JWKS, unexpired, issued to this client, and names this very action,
-    /// action name and resource.
+    /// a key of the JWKS, unexpired, issued to the client that created the action (`aud`;
+    /// so an admin or auditor can check another client's action too), and names this very
+    /// action, action name and resource.
     pub async fn verify_action(&self, action: &Action) -> Result<Claims, GrantError> {
         if action.status != Status::Approved {
             return Err(GrantError::NotApproved(action.status));
@@ -72,7 +73,7 @@ impl GrantVerifier {
             .as_ref()
             .and_then(|d| d.grant.as_ref())
             .ok_or(GrantError::Missing)?;
-        let claims = self.verify_token(&grant.token).await?;
+        let claims = self.verify(&grant.token, &action.client).await?;
         scope("aid", &claims.aid, action.id.as_str())?;
         scope("act", &claims.act, &action.action)?;
         scope("res", &claims.res, &action.resource)?;
@@ -82,6 +83,10 @@ impl GrantVerifier {
     /// The claims of a grant token signed by a key of the JWKS, unexpired and issued to
     /// this client. Scope (which action) is the caller's to check.
     pub async fn verify_token(&self, token: &str) -> Result<Claims, GrantError> {
+        self.verify(token, &self.audience).await
+    }
+
+    async fn verify(&self, token: &str, audience: &str) -> Result<Claims, GrantError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| GrantError::Invalid(e.to_string()))?;
         let kid = header.kid.ok_or(GrantError::NoKeyId)?;
@@ -89,7 +94,7 @@ impl GrantVerifier {
         // EdDSA only, whatever the header says: the algorithm is ours to choose.
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.leeway = 0;
-        validation.set_audience(&[&self.audience]);
+        validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "aud", "sub"]);
         if let Some(iss) = &self.issuer {
             validation.set_issuer(&[iss]);

@@ -403,12 +403,13 @@ impl Client {
 
     /// The claims of an approved action's grant, checked offline against the server's
     /// JWKS (fetched once, refetched on an unknown key id): signature, expiry, audience
-    /// (this client) and scope (this action id, action name and resource).
+    /// (the action's client) and scope (this action id, action name and resource).
     pub async fn verify_grant(&self, action: &Action) -> Result<Claims, ClientError> {
         Ok(self.grants.verify_action(action).await?)
     }
 
-    /// The claims of a bare grant token (signature, expiry, audience; scope is yours).
+    /// The claims of a bare grant token issued to this client (signature, expiry,
+    /// audience; scope is yours to check).
     pub async fn verify_grant_token(&self, token: &str) -> Result<Claims, ClientError> {
         Ok(self.grants.verify_token(token).await?)
     }
