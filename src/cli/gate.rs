@@ -73,11 +73,12 @@ pub async fn run(args: GateArgs) -> ExitCode {
 async fn wait(client: &Client, action: &Action, timeout: Duration) -> Result<Action, ExitCode> {
     if !action.is_pending() {
         // Decided by policy at once; an approval still has to verify.
-        return match client.verify_grant(action).await {
-            Ok(_) => Ok(action.clone()),
-            Err(_) if action.status != Status::Approved => Ok(action.clone()),
-            Err(e) => Err(fail(e)),
-        };
+        if action.status == Status::Approved
+            && let Err(e) = client.verify_grant(action).await
+        {
+            return Err(fail(e));
+        }
+        return Ok(action.clone());
     }
     let progress = Progress::stderr();
     let gave_up_at =

@@ -33,11 +33,12 @@
 mod grant;
 mod jwks;
 mod redis_wait;
+mod wait;
 
 pub use grant::{GrantError, GrantVerifier};
 pub use jwks::{JwksCache, JwksError};
 
-use crate::domain::{Action, ActionId, ActionRequest, Outcome, Status};
+use crate::domain::{Action, ActionId, ActionRequest, Outcome};
 use crate::grants::Claims;
 use crate::signing::{self, Secret};
 use redis_wait::RedisWaits;
@@ -48,7 +49,6 @@ use serde_json::json;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -104,10 +104,6 @@ impl fmt::Debug for Client {
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
 pub const DEFAULT_CLIENT_ID: &str = "local";
 pub const DEFAULT_REDIS_PREFIX: &str = "greenlight";
-
-/// How often a wait on Redis also reads the action over HTTP: a fallback for a decision
-/// published where this client does not listen (a wrong prefix), never the main path.
-const REDIS_WAIT_POLL: Duration = Duration::from_secs(30);
 
 impl Client {
     pub fn new(base_url: &str, client_id: &str, secret: Secret) -> Self {
@@ -184,7 +180,7 @@ impl Client {
         format!("{}/v1/actions/{id}", self.base)
     }
 
-    async fn call<T: DeserializeOwned>(
+    pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         path_and_query: &str,
@@ -273,132 +269,6 @@ impl Client {
             return self.wait(&action.id, timeout).await;
         }
         self.settle(action).await.map(|a| a.expect("decided"))
-    }
-
-    /// Waits until the action is decided or `timeout` passes (then it answers the action
-    /// still pending). On Redis when the client has it, by long-poll otherwise, riding out
-    /// transient failures (a restarting server, a load balancer hiccup).
-    ///
-    /// An `approved` answer always carries a grant that verified against the JWKS; an
-    /// approval whose grant does not verify is [`ClientError::Grant`], never `Ok`.
-    pub async fn wait(&self, id: &ActionId, timeout: Duration) -> Result<Action, ClientError> {
-        let deadline = Instant::now() + timeout;
-        match &self.redis {
-            Some(redis) => self.wait_on_redis(redis, id, deadline).await,
-            None => self.long_poll(id, deadline).await,
-        }
-    }
-
-    async fn long_poll(&self, id: &ActionId, deadline: Instant) -> Result<Action, ClientError> {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            // Whole seconds rounded up: rounded down, `--timeout 1s` would not wait at all
-            // and every timeout would give up to a second early.
-            let left = deadline.saturating_duration_since(Instant::now());
-            let seconds = left.as_millis().div_ceil(1000).min(60) as u64;
-            match self.wait_once(id, seconds).await {
-                Ok(action) => {
-                    let last_poll = Instant::now() + WAIT_SLACK >= deadline;
-                    match self.confirm(id, action).await? {
-                        Some(done) => return Ok(done),
-                        None if last_poll => return self.get(id).await,
-                        None => backoff = Duration::from_millis(200),
-                    }
-                }
-                Err(e) if is_transient(&e) && Instant::now() + backoff < deadline => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Subscribe, then read: a decision published after the subscription is received, one
-    /// published before it is in what the server answers.
-    async fn wait_on_redis(
-        &self,
-        redis: &RedisWaits,
-        id: &ActionId,
-        deadline: Instant,
-    ) -> Result<Action, ClientError> {
-        let mut subscription = match redis.subscribe(id.as_str()).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, action_id = %id, "cannot subscribe on Redis; waiting by long-poll");
-                return self.long_poll(id, deadline).await;
-            }
-        };
-        let current = self.get(id).await?;
-        if let Some(done) = self.settle(current).await? {
-            return Ok(done);
-        }
-        let mut poll = tokio::time::interval_at(Instant::now() + REDIS_WAIT_POLL, REDIS_WAIT_POLL);
-        loop {
-            tokio::select! {
-                message = subscription.messages.recv() => match message {
-                    // The connection is gone: the rest of the wait is a long-poll.
-                    None => return self.long_poll(id, deadline).await,
-                    Some(bytes) => match serde_json::from_slice::<Action>(&bytes) {
-                        Ok(candidate) => {
-                            if let Some(done) = self.confirm(id, candidate).await? {
-                                return Ok(done);
-                            }
-                        }
-                        Err(e) => tracing::warn!(action_id = %id, error = %e,
-                            "ignoring a message on the decision channel that is not an action object"),
-                    },
-                },
-                _ = poll.tick() => {
-                    if let Some(done) = self.settle(self.get(id).await?).await? {
-                        return Ok(done);
-                    }
-                }
-                _ = tokio::time::sleep_until(deadline) => {
-                    let last = self.get(id).await?;
-                    return Ok(self.settle(last.clone()).await?.unwrap_or(last));
-                }
-            }
-        }
-    }
-
-    /// An action the server answered as stored: `None` while pending, the action once
-    /// decided, an error when it is approved without a grant that verifies.
-    async fn settle(&self, action: Action) -> Result<Option<Action>, ClientError> {
-        match action.status {
-            Status::Pending => Ok(None),
-            Status::Approved => {
-                self.grants.verify_action(&action).await?;
-                Ok(Some(action))
-            }
-            _ => Ok(Some(action)),
-        }
-    }
-
-    /// A decision as a notification brought it (the Redis channel, or a long-poll relaying
-    /// it). Anyone who can reach Redis can publish there, so only an approval whose grant
-    /// verifies is taken as is; anything else is checked against the server's stored copy,
-    /// and a "decision" the server does not have is ignored.
-    async fn confirm(
-        &self,
-        id: &ActionId,
-        candidate: Action,
-    ) -> Result<Option<Action>, ClientError> {
-        if candidate.is_pending() {
-            return Ok(None);
-        }
-        if candidate.id == *id
-            && candidate.status == Status::Approved
-            && self.grants.verify_action(&candidate).await.is_ok()
-        {
-            return Ok(Some(candidate));
-        }
-        let stored = self.get(id).await?;
-        if stored.is_pending() {
-            tracing::warn!(action_id = %id, claimed = %candidate.status,
-                "ignoring a decision the server does not have (published by someone else?)");
-        }
-        self.settle(stored).await
     }
 
     /// The claims of an approved action's grant, checked offline against the server's
@@ -495,11 +365,7 @@ impl Client {
     }
 }
 
-/// A long-poll that ends this close to the deadline ends the wait: another poll would
-/// overshoot it by a whole second.
-const WAIT_SLACK: Duration = Duration::from_millis(250);
-
-fn is_transient(e: &ClientError) -> bool {
+pub(crate) fn is_transient(e: &ClientError) -> bool {
     match e {
         ClientError::Transport(_) => true,
         ClientError::Api { status, .. } => matches!(status, 429 | 502 | 503 | 504),

@@ -102,46 +102,9 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
     parts.headers.remove(GRANT);
     parts.headers.remove(ACTION_ID);
 
-    let mut body = Some(body);
-    let mut read: Option<Bytes> = None;
-    let mut matched = None;
-    for route in &proxy.routes {
-        let Some(params) = route.matches(&parts.method, parts.uri.path()) else {
-            continue;
-        };
-        let body_field = match &route.body {
-            None => None,
-            Some(condition) => {
-                if read.is_none() {
-                    let limit = limits.max_inspected_body_bytes;
-                    match axum::body::to_bytes(body.take().expect("read once"), limit).await {
-                        Ok(bytes) => read = Some(bytes),
-                        Err(_) => return forward::too_large(),
-                    }
-                }
-                let json: Option<serde_json::Value> =
-                    serde_json::from_slice(read.as_deref().unwrap_or_default()).ok();
-                match json
-                    .as_ref()
-                    .and_then(|j| j.pointer(&condition.pointer))
-                    .and_then(|v| v.as_str())
-                {
-                    Some(field) if condition.matches.is_match(field) => Some(field.to_owned()),
-                    _ => continue,
-                }
-            }
-        };
-        matched = Some(Matched {
-            route,
-            params,
-            body_field,
-        });
-        break;
-    }
-    let outgoing = match (read, body) {
-        (Some(bytes), _) => Outgoing::Read(bytes),
-        (None, Some(body)) => Outgoing::Stream(body),
-        (None, None) => Outgoing::Stream(Body::empty()),
+    let (matched, outgoing) = match find_route(&proxy, &parts, body).await {
+        Ok(found) => found,
+        Err(answer) => return answer,
     };
     let Some(matched) = matched else {
         return proxy.upstream.forward(parts, outgoing, peer).await;
@@ -167,6 +130,56 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
         }
         Verdict::Answer(answer) => answer,
     }
+}
+
+/// The first route that matches the request, and its body to forward. Only a route with
+/// a `body` condition makes the body be read (once, up to the inspection limit); otherwise
+/// it stays a stream.
+async fn find_route<'a>(
+    proxy: &'a Proxy,
+    parts: &Parts,
+    body: Body,
+) -> Result<(Option<Matched<'a>>, Outgoing), Response> {
+    let mut body = Some(body);
+    let mut read: Option<Bytes> = None;
+    let mut matched = None;
+    for route in &proxy.routes {
+        let Some(params) = route.matches(&parts.method, parts.uri.path()) else {
+            continue;
+        };
+        let body_field = match &route.body {
+            None => None,
+            Some(condition) => {
+                if read.is_none() {
+                    let limit = proxy.limits.max_inspected_body_bytes;
+                    let whole = axum::body::to_bytes(body.take().expect("read once"), limit);
+                    read = Some(whole.await.map_err(|_| forward::too_large())?);
+                }
+                let json: Option<serde_json::Value> =
+                    serde_json::from_slice(read.as_deref().unwrap_or_default()).ok();
+                match json
+                    .as_ref()
+                    .and_then(|j| j.pointer(&condition.pointer))
+                    .and_then(|v| v.as_str())
+                {
+                    Some(field) if condition.matches.is_match(field) => Some(field.to_owned()),
+                    _ => continue,
+                }
+            }
+        };
+        matched = Some(Matched {
+            route,
+            params,
+            body_field,
+        });
+        break;
+    }
+    let outgoing = match (read, body) {
+        (Some(bytes), _) => Outgoing::Read(bytes),
+        (None, Some(body)) => Outgoing::Stream(body),
+        (None, None) => Outgoing::Stream(Body::empty()),
+    };
+    Ok((matched, outgoing))
 }
 
 fn action_request(parts: &Parts, matched: &Matched<'_>, requester: String) -> ActionRequest {
