@@ -1,10 +1,29 @@
 //! What each client subcommand does, on top of [`crate::client::Client`].
 
-use super::{DecideArgs, RequestArgs, exit};
+use super::{DecideArgs, RequestArgs, RequestFields, exit};
 use crate::app::{Application, stop_on_signal};
 use crate::client::Client;
 use crate::config::Settings;
 use crate::domain::{Action, ActionId, ActionRequest, Outcome, Requester, Status, rfc3339};
+
+impl RequestFields {
+    pub(super) fn into_request(self) -> ActionRequest {
+        ActionRequest {
+            action: self.action,
+            resource: self.resource,
+            requester: Requester {
+                id: self.requester,
+                email: self.email,
+                slack_user_id: self.slack_user,
+                name: self.name,
+            },
+            reason: self.reason,
+            context: (!self.context.is_empty()).then(|| self.context.into_iter().collect()),
+            ttl_seconds: self.ttl.map(|t| t.as_secs()),
+            callback_url: self.callback_url,
+        }
+    }
+}
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -38,7 +57,7 @@ pub fn exit_code(status: Status) -> u8 {
     }
 }
 
-fn fail(e: impl std::fmt::Display) -> ExitCode {
+pub(super) fn fail(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("greenlight: {e}");
     ExitCode::from(exit::ERROR)
 }
@@ -53,7 +72,7 @@ fn client_and_id(id: &str) -> Result<(Client, ActionId), ExitCode> {
 }
 
 /// A line a person reads; `--json` prints the action object instead.
-fn print(action: &Action, json: bool) {
+pub(super) fn print(action: &Action, json: bool) {
     if json {
         println!(
             "{}",
@@ -61,6 +80,11 @@ fn print(action: &Action, json: bool) {
         );
         return;
     }
+    println!("{}", describe(action));
+}
+
+/// One line about an action: its id, status, what and on what, and how it was decided.
+pub(super) fn describe(action: &Action) -> String {
     let mut line = format!(
         "{} {} {} on {}",
         action.id, action.status, action.action, action.resource
@@ -84,7 +108,7 @@ fn print(action: &Action, json: bool) {
             }
         }
     }
-    println!("{line}");
+    line
 }
 
 fn finish(action: &Action, json: bool) -> ExitCode {
@@ -92,25 +116,23 @@ fn finish(action: &Action, json: bool) -> ExitCode {
     ExitCode::from(exit_code(action.status))
 }
 
+/// [`finish`] for an action read from the server: exit 0 means approved, so an approval
+/// counts only when its grant verifies (SPEC section 7); otherwise it is an error.
+async fn finish_checked(client: &Client, action: &Action, json: bool) -> ExitCode {
+    if action.status == Status::Approved
+        && let Err(e) = client.verify_grant(action).await
+    {
+        return fail(e);
+    }
+    finish(action, json)
+}
+
 pub async fn request(args: RequestArgs) -> ExitCode {
     let client = match Client::from_env() {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let request = ActionRequest {
-        action: args.action,
-        resource: args.resource,
-        requester: Requester {
-            id: args.requester,
-            email: args.email,
-            slack_user_id: args.slack_user,
-            name: args.name,
-        },
-        reason: args.reason,
-        context: (!args.context.is_empty()).then(|| args.context.into_iter().collect()),
-        ttl_seconds: args.ttl.map(|t| t.as_secs()),
-        callback_url: args.callback_url,
-    };
+    let request = args.fields.into_request();
     let action = match client.request(&request).await {
         Ok(a) => a,
         Err(e) => return fail(e),
@@ -118,7 +140,7 @@ pub async fn request(args: RequestArgs) -> ExitCode {
     // Without --wait a pending action exits 13, never 0: 0 means approved, and scripts
     // run `greenlight request ... && do-it`.
     if !args.wait || !action.is_pending() {
-        return finish(&action, args.json);
+        return finish_checked(&client, &action, args.json).await;
     }
     if !args.json {
         print(&action, false);
@@ -143,7 +165,7 @@ pub async fn status(id: &str, json: bool) -> ExitCode {
         Err(code) => return code,
     };
     match client.get(&id).await {
-        Ok(action) => finish(&action, json),
+        Ok(action) => finish_checked(&client, &action, json).await,
         Err(e) => fail(e),
     }
 }

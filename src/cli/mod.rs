@@ -2,6 +2,8 @@
 //! and people, whose exit codes tell the outcome.
 
 mod commands;
+mod gate;
+mod progress;
 
 use crate::audit::cli::AuditCommand;
 use crate::config::Settings;
@@ -49,6 +51,11 @@ enum Command {
     },
     /// Ask for approval of an action (exit 0 approved, 10 denied, 11 expired, 12 cancelled, 13 still pending).
     Request(RequestArgs),
+    /// Run a command only once approved (with the grant in GREENLIGHT_GRANT); exits with the
+    /// command's code, or 10 denied, 11 expired, 12 cancelled, 13 timed out, 1 error.
+    Gate(GateArgs),
+    /// Reverse proxy in front of an HTTP API: requests matching routes.toml wait for approval.
+    Proxy(crate::proxy::cli::ProxyArgs),
     /// Show an action.
     Status {
         id: String,
@@ -77,12 +84,27 @@ enum Command {
 
 #[derive(Args)]
 pub struct RequestArgs {
+    #[command(flatten)]
+    fields: RequestFields,
+    /// Block until the action is decided (or --timeout passes).
+    #[arg(long)]
+    wait: bool,
+    #[arg(long, value_parser = parse_duration, default_value = "15m")]
+    timeout: Duration,
+    /// Print the action object as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What `request` and `gate` ask for: the fields of an action request.
+#[derive(Args)]
+pub struct RequestFields {
     #[arg(long)]
     action: String,
     #[arg(long)]
     resource: String,
     /// The requester's id.
-    #[arg(long)]
+    #[arg(long, env = "GREENLIGHT_REQUESTER")]
     requester: String,
     #[arg(long)]
     email: Option<String>,
@@ -101,14 +123,19 @@ pub struct RequestArgs {
     ttl: Option<Duration>,
     #[arg(long)]
     callback_url: Option<String>,
-    /// Block until the action is decided (or --timeout passes).
-    #[arg(long)]
-    wait: bool,
+}
+
+/// `greenlight gate [request fields] -- CMD ARGS...`
+#[derive(Args)]
+pub struct GateArgs {
+    #[command(flatten)]
+    fields: RequestFields,
+    /// How long to wait for a decision; then the request is cancelled and gate exits 13.
     #[arg(long, value_parser = parse_duration, default_value = "15m")]
     timeout: Duration,
-    /// Print the action object as JSON.
-    #[arg(long)]
-    json: bool,
+    /// The command to run once approved, and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<std::ffi::OsString>,
 }
 
 #[derive(Args)]
@@ -164,6 +191,8 @@ pub fn main() -> ExitCode {
             runtime().block_on(commands::wait(&id, timeout, json))
         }
         Command::Decide(args) => runtime().block_on(commands::decide(args)),
+        Command::Gate(args) => runtime().block_on(gate::run(args)),
+        Command::Proxy(args) => args.run(),
     }
 }
 

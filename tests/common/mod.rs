@@ -2,6 +2,7 @@
 //! own `redis-server` when the backend is Redis, and a client that signs like a real one.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod pagerduty;
 pub mod python;
 pub mod slack;

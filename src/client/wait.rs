@@ -1,0 +1,144 @@
+//! Waiting for a decision: by long-poll, or on Redis (subscribe, then read), and in both
+//! cases taking a decision as an approval only when its grant verifies (SPEC section 7).
+
+use super::redis_wait::RedisWaits;
+use super::{Client, ClientError, is_transient};
+use crate::domain::{Action, ActionId, Status};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How often a wait on Redis also reads the action over HTTP: a fallback for a decision
+/// published where this client does not listen (a wrong prefix), never the main path.
+const REDIS_WAIT_POLL: Duration = Duration::from_secs(30);
+
+/// A long-poll that ends this close to the deadline ends the wait: another poll would
+/// overshoot it by a whole second.
+const WAIT_SLACK: Duration = Duration::from_millis(250);
+
+impl Client {
+    /// Waits until the action is decided or `timeout` passes (then it answers the action
+    /// still pending). On Redis when the client has it, by long-poll otherwise, riding out
+    /// transient failures (a restarting server, a load balancer hiccup).
+    ///
+    /// An `approved` answer always carries a grant that verified against the JWKS; an
+    /// approval whose grant does not verify is [`ClientError::Grant`], never `Ok`.
+    pub async fn wait(&self, id: &ActionId, timeout: Duration) -> Result<Action, ClientError> {
+        let deadline = Instant::now() + timeout;
+        match &self.redis {
+            Some(redis) => self.wait_on_redis(redis, id, deadline).await,
+            None => self.long_poll(id, deadline).await,
+        }
+    }
+
+    async fn long_poll(&self, id: &ActionId, deadline: Instant) -> Result<Action, ClientError> {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            // Whole seconds rounded up: rounded down, `--timeout 1s` would not wait at all
+            // and every timeout would give up to a second early.
+            let left = deadline.saturating_duration_since(Instant::now());
+            let seconds = left.as_millis().div_ceil(1000).min(60) as u64;
+            match self.wait_once(id, seconds).await {
+                Ok(action) => {
+                    let last_poll = Instant::now() + WAIT_SLACK >= deadline;
+                    match self.confirm(id, action).await? {
+                        Some(done) => return Ok(done),
+                        None if last_poll => return self.get(id).await,
+                        None => backoff = Duration::from_millis(200),
+                    }
+                }
+                Err(e) if is_transient(&e) && Instant::now() + backoff < deadline => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Subscribe, then read: a decision published after the subscription is received, one
+    /// published before it is in what the server answers.
+    async fn wait_on_redis(
+        &self,
+        redis: &RedisWaits,
+        id: &ActionId,
+        deadline: Instant,
+    ) -> Result<Action, ClientError> {
+        let mut subscription = match redis.subscribe(id.as_str()).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, action_id = %id, "cannot subscribe on Redis; waiting by long-poll");
+                return self.long_poll(id, deadline).await;
+            }
+        };
+        let current = self.get(id).await?;
+        if let Some(done) = self.settle(current).await? {
+            return Ok(done);
+        }
+        let mut poll = tokio::time::interval_at(Instant::now() + REDIS_WAIT_POLL, REDIS_WAIT_POLL);
+        loop {
+            tokio::select! {
+                message = subscription.messages.recv() => match message {
+                    // The connection is gone: the rest of the wait is a long-poll.
+                    None => return self.long_poll(id, deadline).await,
+                    Some(bytes) => match serde_json::from_slice::<Action>(&bytes) {
+                        Ok(candidate) => {
+                            if let Some(done) = self.confirm(id, candidate).await? {
+                                return Ok(done);
+                            }
+                        }
+                        Err(e) => tracing::warn!(action_id = %id, error = %e,
+                            "ignoring a message on the decision channel that is not an action object"),
+                    },
+                },
+                _ = poll.tick() => {
+                    if let Some(done) = self.settle(self.get(id).await?).await? {
+                        return Ok(done);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    let last = self.get(id).await?;
+                    return Ok(self.settle(last.clone()).await?.unwrap_or(last));
+                }
+            }
+        }
+    }
+
+    /// An action the server answered as stored: `None` while pending, the action once
+    /// decided, an error when it is approved without a grant that verifies.
+    pub(super) async fn settle(&self, action: Action) -> Result<Option<Action>, ClientError> {
+        match action.status {
+            Status::Pending => Ok(None),
+            Status::Approved => {
+                self.grants.verify_action(&action).await?;
+                Ok(Some(action))
+            }
+            _ => Ok(Some(action)),
+        }
+    }
+
+    /// A decision as a notification brought it (the Redis channel, or a long-poll relaying
+    /// it). Anyone who can reach Redis can publish there, so only an approval whose grant
+    /// verifies is taken as is; anything else is checked against the server's stored copy,
+    /// and a "decision" the server does not have is ignored.
+    async fn confirm(
+        &self,
+        id: &ActionId,
+        candidate: Action,
+    ) -> Result<Option<Action>, ClientError> {
+        if candidate.is_pending() {
+            return Ok(None);
+        }
+        if candidate.id == *id
+            && candidate.status == Status::Approved
+            && self.grants.verify_action(&candidate).await.is_ok()
+        {
+            return Ok(Some(candidate));
+        }
+        let stored = self.get(id).await?;
+        if stored.is_pending() {
+            tracing::warn!(action_id = %id, claimed = %candidate.status,
+                "ignoring a decision the server does not have (published by someone else?)");
+        }
+        self.settle(stored).await
+    }
+}

@@ -1,0 +1,191 @@
+//! [`RequireApproval`]: a tower layer for axum services that holds matching requests until
+//! a person approves them in Greenlight, then forwards them with the grant in the
+//! `Greenlight-Grant` header; a request that is not approved gets a `403` naming the
+//! outcome (or a `202` to poll, when the caller sends `Prefer: respond-async`).
+//!
+//! ```no_run
+//! use axum::{Router, http::StatusCode, routing::delete};
+//! use greenlight::client::Client;
+//! use greenlight::domain::{ActionRequest, Requester};
+//! use greenlight::middleware::RequireApproval;
+//!
+//! # fn app() -> Result<Router, greenlight::client::ClientError> {
+//! let approval = RequireApproval::new(Client::from_env()?)
+//!     .route("DELETE /accounts/*")
+//!     .extract(|req| {
+//!         let user = req.headers.get("x-user").and_then(|v| v.to_str().ok());
+//!         let user = user.ok_or((StatusCode::UNAUTHORIZED, "who are you?".to_owned()))?;
+//!         Ok(ActionRequest {
+//!             action: "accounts.delete".into(),
+//!             resource: req.uri.path().into(),
+//!             requester: Requester { id: user.into(), ..Default::default() },
+//!             ..Default::default()
+//!         })
+//!     });
+//! Ok(Router::new()
+//!     .route("/accounts/{id}", delete(|| async { "deleted" }))
+//!     .layer(approval))
+//! # }
+//! ```
+
+mod hold;
+mod routes;
+
+pub use hold::{Ask, DEFAULT_HOLD, Holder, Verdict};
+pub use routes::RoutePattern;
+
+use crate::client::Client;
+use crate::domain::ActionRequest;
+use axum::body::Body;
+use axum::http::request::Parts;
+use axum::http::{Request, StatusCode};
+use axum::response::Response;
+use futures::future::BoxFuture;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tower::{Layer, Service};
+
+/// The header names Greenlight's gates use.
+pub mod headers {
+    /// The grant token, on a forwarded request. Removed from incoming requests, so only
+    /// the gate can set it.
+    pub const GRANT: &str = "greenlight-grant";
+    /// The action id: on a forwarded request, on a `202`/`504` answer, and from a caller
+    /// resuming an action it was told to poll for.
+    pub const ACTION_ID: &str = "greenlight-action-id";
+}
+
+/// Describes a matching request as an action request, or refuses it with a status and a
+/// message (e.g. `401` when the caller cannot be identified), answered as the SPEC's
+/// JSON error body.
+pub type Extractor = dyn Fn(&Parts) -> Result<ActionRequest, Rejection> + Send + Sync;
+
+/// A refusal by the extractor.
+pub type Rejection = (StatusCode, String);
+
+/// The layer. Cheap to clone.
+#[derive(Clone)]
+pub struct RequireApproval {
+    holder: Holder,
+    routes: Arc<Vec<RoutePattern>>,
+    extract: Arc<Extractor>,
+}
+
+impl RequireApproval {
+    /// No route gated yet, and an extractor that refuses everything: configure both.
+    pub fn new(client: Client) -> Self {
+        Self {
+            holder: Holder::new(client, DEFAULT_HOLD),
+            routes: Arc::default(),
+            extract: Arc::new(|_| {
+                Err((
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "no approval extractor configured".into(),
+                ))
+            }),
+        }
+    }
+
+    /// Gates requests matching `pattern`: `"DELETE /accounts/*"`, or `"/admin/*"` for any
+    /// method (`*` and `?` globs on the path).
+    ///
+    /// # Panics
+    /// On a pattern that does not parse: routes are fixed when the service is built.
+    pub fn route(mut self, pattern: &str) -> Self {
+        let parsed = pattern
+            .parse()
+            .unwrap_or_else(|e| panic!("route pattern `{pattern}`: {e}"));
+        Arc::make_mut(&mut self.routes).push(parsed);
+        self
+    }
+
+    /// How a matching request is described to Greenlight: action, resource, requester
+    /// (and reason, context, ttl if you like).
+    pub fn extract(
+        mut self,
+        f: impl Fn(&Parts) -> Result<ActionRequest, Rejection> + Send + Sync + 'static,
+    ) -> Self {
+        self.extract = Arc::new(f);
+        self
+    }
+
+    /// The longest a request is held (default 5 minutes); then it is answered `504` and
+    /// the action stays pending.
+    pub fn hold_timeout(mut self, timeout: Duration) -> Self {
+        self.holder = Holder::new(self.holder.client().clone(), timeout);
+        self
+    }
+}
+
+impl<S> Layer<S> for RequireApproval {
+    type Service = RequireApprovalService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireApprovalService {
+            config: self.clone(),
+            inner,
+        }
+    }
+}
+
+/// The service [`RequireApproval`] wraps around `S`.
+#[derive(Clone)]
+pub struct RequireApprovalService<S> {
+    config: RequireApproval,
+    inner: S,
+}
+
+impl<S> Service<Request<Body>> for RequireApprovalService<S>
+where
+    S: Service<Request<Body>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        // Only the gate sets the grant header: a caller's own is never passed on.
+        request.headers_mut().remove(headers::GRANT);
+        let gated = self
+            .config
+            .routes
+            .iter()
+            .any(|r| r.matches(request.method(), request.uri().path()));
+        // The clone that was driven to readiness serves this request; a fresh clone is
+        // left for the next (the tower pattern for services that hold a request).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        if !gated {
+            // Nor an action id that looks like an approval of this request.
+            request.headers_mut().remove(headers::ACTION_ID);
+            return Box::pin(inner.call(request));
+        }
+        let config = self.config.clone();
+        Box::pin(async move {
+            let (mut parts, body) = request.into_parts();
+            let ask = match Ask::from_headers(&parts.headers) {
+                Ok(ask) => ask,
+                Err(answer) => return Ok(answer),
+            };
+            let action_request = match (config.extract)(&parts) {
+                Ok(r) => r,
+                Err((status, message)) => return Ok(hold::rejection(status, &message)),
+            };
+            match config.holder.hold(action_request, ask).await {
+                Verdict::Approved(action) => {
+                    for (name, value) in Verdict::grant_headers(&action) {
+                        parts.headers.insert(name, value);
+                    }
+                    inner.call(Request::from_parts(parts, body)).await
+                }
+                Verdict::Answer(answer) => Ok(answer),
+            }
+        })
+    }
+}

@@ -1,0 +1,376 @@
+//! `routes.toml` of `greenlight proxy` (documented in `docs/proxy.md`): which requests need
+//! approval, how each is described to Greenlight, who the requester is, and the proxy's
+//! limits. Parsed once at start into checked types; unknown fields are errors.
+
+use super::template::Template;
+use axum::http::Method;
+use regex::Regex;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug)]
+pub struct ProxyConfig {
+    pub limits: Limits,
+    pub requester: RequesterSource,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// How long a matching request is held waiting for a decision.
+    pub hold_timeout: Duration,
+    /// How long the upstream may take to answer with its status and headers.
+    pub upstream_timeout: Duration,
+    /// The largest request body passed to the upstream (413 beyond).
+    pub max_body_bytes: u64,
+    /// The largest body read to check a route's `body` condition (413 beyond).
+    pub max_inspected_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            hold_timeout: Duration::from_secs(300),
+            upstream_timeout: Duration::from_secs(60),
+            max_body_bytes: 1 << 30,
+            max_inspected_body_bytes: 1 << 20,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum RequesterSource {
+    /// The value of this request header (set by a trusted front proxy or gateway).
+    Header(String),
+    /// A claim of a bearer JWT verified against a JWKS.
+    Jwt(JwtSource),
+}
+
+#[derive(Debug)]
+pub struct JwtSource {
+    pub jwks_url: String,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub claim: String,
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    /// Empty: any method.
+    pub methods: Vec<Method>,
+    pub path: String,
+    matcher: matchit::Router<()>,
+    pub body: Option<BodyCondition>,
+    pub action: Template,
+    pub resource: Template,
+    pub reason: Option<Template>,
+    pub context: BTreeMap<String, Template>,
+    pub ttl: Option<Duration>,
+}
+
+/// The route applies only when the JSON body has a string at `pointer` matching `matches`.
+#[derive(Debug)]
+pub struct BodyCondition {
+    pub pointer: String,
+    pub matches: Regex,
+}
+
+impl Route {
+    /// The path parameters when `method` and `path` match (the body is checked apart).
+    pub fn matches(&self, method: &Method, path: &str) -> Option<Vec<(String, String)>> {
+        if !self.methods.is_empty() && !self.methods.contains(method) {
+            return None;
+        }
+        let found = self.matcher.at(path).ok()?;
+        Some(
+            found
+                .params
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        )
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[serde(default)]
+    proxy: RawLimits,
+    requester: RawRequester,
+    #[serde(default, rename = "route")]
+    routes: Vec<RawRoute>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    hold_timeout: Option<String>,
+    upstream_timeout: Option<String>,
+    max_body_bytes: Option<u64>,
+    max_inspected_body_bytes: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequester {
+    header: Option<String>,
+    jwt: Option<RawJwt>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwt {
+    jwks_url: String,
+    issuer: Option<String>,
+    audience: Option<String>,
+    #[serde(default = "default_claim")]
+    claim: String,
+    #[serde(default = "default_algorithms")]
+    algorithms: Vec<String>,
+}
+
+fn default_claim() -> String {
+    "sub".into()
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".into(), "ES256".into(), "EdDSA".into()]
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    name: String,
+    #[serde(default)]
+    methods: Vec<String>,
+    path: String,
+    body: Option<RawBody>,
+    action: String,
+    resource: String,
+    reason: Option<String>,
+    #[serde(default)]
+    context: BTreeMap<String, String>,
+    ttl: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBody {
+    pointer: String,
+    matches: String,
+}
+
+impl ProxyConfig {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    /// Parses a `routes.toml`; errors name the line (TOML errors) or the route and field.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let raw: Raw = toml::from_str(text).map_err(|e| e.to_string())?;
+        let limits = limits(raw.proxy)?;
+        let requester = match (raw.requester.header, raw.requester.jwt) {
+            (Some(h), None) => {
+                axum::http::HeaderName::try_from(h.as_str())
+                    .map_err(|_| format!("requester.header: `{h}` is not a header name"))?;
+                RequesterSource::Header(h.to_ascii_lowercase())
+            }
+            (None, Some(jwt)) => RequesterSource::Jwt(jwt_source(jwt)?),
+            _ => return Err("[requester] needs exactly one of `header` and `jwt`".into()),
+        };
+        let routes = raw
+            .routes
+            .into_iter()
+            .map(route)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            limits,
+            requester,
+            routes,
+        })
+    }
+}
+
+fn duration(field: &str, value: Option<String>, default: Duration) -> Result<Duration, String> {
+    match value {
+        None => Ok(default),
+        Some(s) => humantime::parse_duration(&s)
+            .map_err(|e| format!("{field}: `{s}`: {e} (use e.g. 90s, 10m)")),
+    }
+}
+
+fn limits(raw: RawLimits) -> Result<Limits, String> {
+    let d = Limits::default();
+    Ok(Limits {
+        hold_timeout: duration("proxy.hold_timeout", raw.hold_timeout, d.hold_timeout)?,
+        upstream_timeout: duration(
+            "proxy.upstream_timeout",
+            raw.upstream_timeout,
+            d.upstream_timeout,
+        )?,
+        max_body_bytes: raw.max_body_bytes.unwrap_or(d.max_body_bytes),
+        max_inspected_body_bytes: raw
+            .max_inspected_body_bytes
+            .unwrap_or(d.max_inspected_body_bytes),
+    })
+}
+
+fn jwt_source(raw: RawJwt) -> Result<JwtSource, String> {
+    url::Url::parse(&raw.jwks_url)
+        .map_err(|e| format!("requester.jwt.jwks_url: `{}`: {e}", raw.jwks_url))?;
+    let algorithms = raw
+        .algorithms
+        .iter()
+        .map(|a| {
+            let alg: jsonwebtoken::Algorithm = a
+                .parse()
+                .map_err(|_| format!("requester.jwt.algorithms: unknown algorithm `{a}`"))?;
+            // A JWKS publishes public keys: an HMAC "key" there would be a shared secret.
+            if a.starts_with("HS") {
+                return Err(format!(
+                    "requester.jwt.algorithms: `{a}` needs a shared secret, not a JWKS"
+                ));
+            }
+            Ok(alg)
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    if algorithms.is_empty() {
+        return Err("requester.jwt.algorithms: at least one algorithm".into());
+    }
+    Ok(JwtSource {
+        jwks_url: raw.jwks_url,
+        issuer: raw.issuer,
+        audience: raw.audience,
+        claim: raw.claim,
+        algorithms,
+    })
+}
+
+fn route(raw: RawRoute) -> Result<Route, String> {
+    let at = |field: &str, e: String| format!("route `{}`, {field}: {e}", raw.name);
+    let methods = raw
+        .methods
+        .iter()
+        .map(|m| {
+            Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+                .map_err(|_| at("methods", format!("`{m}` is not an HTTP method")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if !raw.path.starts_with('/') {
+        return Err(at("path", format!("`{}` must start with `/`", raw.path)));
+    }
+    let mut matcher = matchit::Router::new();
+    matcher
+        .insert(raw.path.clone(), ())
+        .map_err(|e| at("path", e.to_string()))?;
+    let params = path_params(&raw.path);
+    let body = raw
+        .body
+        .map(|b| {
+            if !b.pointer.starts_with('/') {
+                return Err(at(
+                    "body.pointer",
+                    format!("`{}` is not a JSON pointer (e.g. `/query`)", b.pointer),
+                ));
+            }
+            let matches = Regex::new(&b.matches).map_err(|e| at("body.matches", e.to_string()))?;
+            Ok(BodyCondition {
+                pointer: b.pointer,
+                matches,
+            })
+        })
+        .transpose()?;
+    let has_body = body.is_some();
+    let template =
+        |field: &str, s: &str| Template::parse(s, &params, has_body).map_err(|e| at(field, e));
+    let action = template("action", &raw.action)?;
+    let resource = template("resource", &raw.resource)?;
+    let reason = raw
+        .reason
+        .as_deref()
+        .map(|r| template("reason", r))
+        .transpose()?;
+    let context = raw
+        .context
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), template(&format!("context.{k}"), v)?)))
+        .collect::<Result<BTreeMap<_, _>, String>>()?;
+    let ttl = raw
+        .ttl
+        .map(|t| duration("ttl", Some(t), Duration::ZERO).map_err(|e| at("ttl", e)))
+        .transpose()?;
+    Ok(Route {
+        name: raw.name,
+        methods,
+        path: raw.path,
+        matcher,
+        body,
+        action,
+        resource,
+        reason,
+        context,
+        ttl,
+    })
+}
+
+/// The parameter names of a path pattern: `/db/{name}/{*rest}` has `name` and `rest`.
+fn path_params(path: &str) -> Vec<String> {
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+        .map(|p| p.trim_start_matches('*').to_owned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../examples/routes.toml");
+
+    #[test]
+    fn the_example_file_parses() {
+        let config = ProxyConfig::parse(EXAMPLE).unwrap();
+        assert!(!config.routes.is_empty());
+        let delete = &config.routes[0];
+        let params = delete
+            .matches(&Method::DELETE, "/accounts/42")
+            .expect("matches");
+        assert_eq!(params, vec![("id".to_owned(), "42".to_owned())]);
+        assert!(delete.matches(&Method::GET, "/accounts/42").is_none());
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let base = "[requester]\nheader = \"x-user\"\n";
+        let with = |route: &str| ProxyConfig::parse(&format!("{base}{route}")).unwrap_err();
+        let e = with(
+            "[[route]]\nname = \"r\"\npath = \"/a/{id}\"\naction = \"a\"\nresource = \"{nope}\"\n",
+        );
+        assert!(
+            e.contains("route `r`, resource") && e.contains("nope"),
+            "{e}"
+        );
+        let e = with(
+            "[[route]]\nname = \"r\"\npath = \"/a\"\naction = \"a\"\nresource = \"x\"\nmethods = [\"GE T\"]\n",
+        );
+        assert!(e.contains("methods"), "{e}");
+        let e = with(
+            "[[route]]\nname = \"r\"\npath = \"/a\"\naction = \"a\"\nresource = \"x\"\nbody = { pointer = \"/q\", matches = \"(\" }\n",
+        );
+        assert!(e.contains("body.matches"), "{e}");
+        let e =
+            with("[[route]]\nname = \"r\"\npath = \"/a\"\naction = \"a\"\nresource = \"{body}\"\n");
+        assert!(e.contains("{body}"), "{e}");
+        let e = ProxyConfig::parse("[requester]\n").unwrap_err();
+        assert!(e.contains("exactly one"), "{e}");
+        let e = ProxyConfig::parse("[requester]\nheader = \"x\"\nfoo = 1\n").unwrap_err();
+        assert!(e.contains("foo"), "{e}");
+    }
+}
