@@ -87,7 +87,11 @@ impl Application {
         crate::metrics::install();
         let loaded = load(&settings)?;
         let shutdown = CancellationToken::new();
-        let waiters = Waiters::new();
+        let grants = Arc::new(GrantKeys::from_settings(&settings)?);
+        let waiters = Waiters::with_check({
+            let grants = grants.clone();
+            Box::new(move |published| crate::grants::vouches_for(&grants, published))
+        });
         let deployment = Deployment::from_settings(
             settings.redis_url.as_ref().map(|u| u.expose_secret()),
             settings.redis_cluster.as_deref(),
@@ -142,7 +146,6 @@ impl Application {
             .transpose()
             .map_err(|e| anyhow::anyhow!("GREENLIGHT_NOTIFY_SECRET {e}"))?;
         let webhooks = WebhookNotifier::new(http.clone(), notify_secret);
-        let grants = Arc::new(GrantKeys::from_settings(&settings)?);
         let service = Arc::new(
             Service::new(
                 store,

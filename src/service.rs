@@ -414,24 +414,32 @@ impl Service {
         id: &ActionId,
         timeout: Duration,
     ) -> ServiceResult<ActionBody> {
-        let mut waiter = self.waiters.register(id.as_str());
-        let action = self.get(client, id).await?;
-        if !action.is_pending() {
-            return Ok(ActionBody::Parsed(Box::new(action)));
-        }
-        let timeout = timeout.min(self.max_wait);
-        tokio::select! {
-            published = &mut waiter.receiver => match published {
-                Ok(json) => Ok(ActionBody::Published(json)),
-                Err(_) => Ok(ActionBody::Parsed(Box::new(self.get(client, id).await?))),
-            },
-            _ = tokio::time::sleep(timeout) => Ok(ActionBody::Parsed(Box::new(self.get(client, id).await?))),
-            // On shutdown, answer with the current state so the caller retries elsewhere:
-            // read again (the decision channel stops with the process), or, if the store
-            // does not answer, the state read when the wait began.
-            _ = self.shutdown.cancelled() => Ok(ActionBody::Parsed(Box::new(
-                self.get(client, id).await.unwrap_or(action),
-            ))),
+        let deadline = tokio::time::Instant::now() + timeout.min(self.max_wait);
+        loop {
+            let mut waiter = self.waiters.register(id.as_str());
+            let action = self.get(client, id).await?;
+            if !action.is_pending() {
+                return Ok(ActionBody::Parsed(Box::new(action)));
+            }
+            tokio::select! {
+                published = &mut waiter.receiver => match published {
+                    // An empty message: one this deployment could not vouch for. Look again.
+                    Ok(json) if json.is_empty() => continue,
+                    Ok(json) => return Ok(ActionBody::Published(json)),
+                    Err(_) => return Ok(ActionBody::Parsed(Box::new(self.get(client, id).await?))),
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Ok(ActionBody::Parsed(Box::new(self.get(client, id).await?)));
+                }
+                // On shutdown, answer with the current state so the caller retries elsewhere:
+                // read again (the decision channel stops with the process), or, if the store
+                // does not answer, the state read when the wait began.
+                _ = self.shutdown.cancelled() => {
+                    return Ok(ActionBody::Parsed(Box::new(
+                        self.get(client, id).await.unwrap_or(action),
+                    )));
+                }
+            }
         }
     }
 

@@ -14,10 +14,14 @@ use tokio::sync::oneshot;
 
 type Slots = HashMap<u64, oneshot::Sender<Bytes>>;
 
+/// What a published message must pass before waiters get it (see [`Waiters::with_check`]).
+pub type Check = Box<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
 #[derive(Default)]
 pub struct Waiters {
     by_action: Mutex<HashMap<String, Slots>>,
     next_token: AtomicU64,
+    check: Option<Check>,
 }
 
 /// A registered waiter. Dropping it (answered, timed out, or the caller went away)
@@ -53,6 +57,16 @@ impl Waiters {
         Arc::new(Self::default())
     }
 
+    /// Waiters that only take messages passing `check`, run once per message: anyone who
+    /// can reach Redis can publish on a decision channel. The waiters of a message that
+    /// fails it receive an empty message instead: "read the action again".
+    pub fn with_check(check: Check) -> Arc<Self> {
+        Arc::new(Self {
+            check: Some(check),
+            ..Self::default()
+        })
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slots>> {
         // A panic while holding this lock cannot leave the map half-updated.
         self.by_action.lock().unwrap_or_else(|p| p.into_inner())
@@ -82,7 +96,17 @@ impl Waiters {
             tracing::warn!("ignoring a decision message without an action id");
             return;
         };
+        // A message that fails the check is not passed on: its waiters get an empty one,
+        // which tells them to read the action from the store instead.
+        let vouched = self.check.as_ref().is_none_or(|check| check(&json));
+        if !vouched {
+            tracing::warn!(
+                action_id = id,
+                "a decision message without a grant of this deployment; waiters read the action again"
+            );
+        }
         let slots = self.lock().remove(id);
+        let json = if vouched { json.clone() } else { Bytes::new() };
         for (_, tx) in slots.into_iter().flatten() {
             let _ = tx.send(json.clone());
         }

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{Backend, RedisServer, spawn_app};
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -235,4 +236,51 @@ async fn one_pubsub_connection_serves_all_waiters() {
     for w in waits {
         w.abort();
     }
+}
+
+/// Anyone who can reach Redis can publish on a decision channel: a forged approval (no
+/// grant, a junk one, or a real grant of another action) is not handed to long-poll
+/// waiters; the real decision is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_approvals_on_the_channel_do_not_reach_waiters() {
+    let redis = RedisServer::start();
+    let app = Arc::new(spawn_app(Backend::Redis(redis.clone())).await);
+    let other = app.create_pending().await;
+    assert_eq!(app.decide(&other, "approved").await.status, 200);
+    let approved = app.get("app", &other).await.body;
+    let real_grant = approved["decision"]["grant"].clone();
+    assert!(real_grant["token"].is_string());
+
+    let id = app.create_pending().await;
+    let waiter = {
+        let (app, id) = (app.clone(), id.clone());
+        tokio::spawn(async move { app.wait("app", &id, 30).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The other action's approval, re-addressed to this one.
+    let mut forged = approved.clone();
+    forged["id"] = json!(id);
+    let channel = format!("{}:decision:{id}", app.prefix);
+    let mut conn = redis.conn();
+    for grant in [Value::Null, json!({"token": "junk"}), real_grant] {
+        forged["decision"]["grant"] = grant;
+        let receivers: i64 = redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(forged.to_string())
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(receivers, 1, "the server is subscribed");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiter.is_finished(),
+        "a forged approval answered the waiter"
+    );
+
+    assert_eq!(app.decide(&id, "denied").await.status, 200);
+    let r = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.body["status"], "denied");
 }

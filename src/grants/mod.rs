@@ -54,3 +54,36 @@ pub enum GrantRejection {
     #[error("the grant was revoked")]
     Revoked,
 }
+
+/// Whether a message published on a decision channel could have come from this
+/// deployment. Anyone who can reach Redis can publish there, so an approval counts only
+/// with a grant these keys signed for that very action (its expiry aside: a waiter
+/// re-reading after a reconnect may get an old decision). Other outcomes carry no grant
+/// and pass: a forged one can only end a wait early, with a refusal (fail closed).
+pub fn vouches_for(keys: &keys::GrantKeys, published: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Published {
+        id: String,
+        status: String,
+        decision: Option<PublishedDecision>,
+    }
+    #[derive(serde::Deserialize)]
+    struct PublishedDecision {
+        grant: Option<PublishedGrant>,
+    }
+    #[derive(serde::Deserialize)]
+    struct PublishedGrant {
+        token: String,
+    }
+    let Ok(message) = serde_json::from_slice::<Published>(published) else {
+        return false;
+    };
+    if message.status != "approved" {
+        return true;
+    }
+    message
+        .decision
+        .and_then(|d| d.grant)
+        .and_then(|g| keys.verify_at(&g.token, i64::MIN).ok())
+        .is_some_and(|claims| claims.aid == message.id)
+}

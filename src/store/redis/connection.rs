@@ -289,10 +289,9 @@ impl SentinelConn {
         let addrs = sentinels
             .iter()
             .map(|(host, port)| ConnectionAddr::Tcp(host.clone(), *port));
-        let mut builder =
-            SentinelClientBuilder::new(addrs, master, SentinelServerType::Master)
-                .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?
-                .set_client_to_redis_db(db);
+        let mut builder = SentinelClientBuilder::new(addrs, master, SentinelServerType::Master)
+            .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?
+            .set_client_to_redis_db(db);
         if let Some(user) = &credentials.username {
             builder = builder.set_client_to_redis_username(user);
         }
