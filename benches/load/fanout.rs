@@ -201,6 +201,48 @@ async fn click_all(
     Ok(())
 }
 
+/// The memory floor: `n` long-polls held open on the bare axum server (a handler that never
+/// answers); its resident memory per connection, in bytes.
+pub async fn idle_connection_floor(server: &Server, n: usize) -> anyhow::Result<f64> {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = server.rss();
+    let connecting = Arc::new(Semaphore::new(256));
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let (connecting, addr) = (connecting.clone(), server.addr);
+        let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i / 25_000) as u8));
+        tasks.push(tokio::spawn(async move {
+            let permit = connecting.acquire_owned().await?;
+            let mut conn = http::connect(addr, Some(source)).await?;
+            drop(permit);
+            let path = format!("/v1/actions/act_{i}/wait?timeout=300");
+            http::send(&mut conn, http::plain("GET", &path, &[], Bytes::new())).await
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let waiting: usize = http::get(server.addr, "/waiting")
+            .await
+            .ok()
+            .and_then(|(_, b)| std::str::from_utf8(&b).ok()?.parse().ok())
+            .unwrap_or(0);
+        if waiting >= n {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the floor's waiters did not all connect"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let with = server.rss();
+    for t in tasks {
+        t.abort();
+    }
+    Ok(with.saturating_sub(before) as f64 / n as f64)
+}
+
 /// The bus floor: `messages` PUBLISHes of an action-sized payload at `rate` a second to one
 /// subscriber connection; latency from just before PUBLISH to the subscriber's receipt.
 pub async fn bus_floor(redis_url: &str, messages: usize, rate: f64) -> anyhow::Result<Summary> {

@@ -22,6 +22,8 @@ pub struct Load {
     pub connections: usize,
     pub warmup: Duration,
     pub measure: Duration,
+    /// Requests per second over all connections, or `None` for as fast as answered.
+    pub rate: Option<f64>,
 }
 
 /// The request body: an action the policy auto-approves (`read.*`) or sends to people.
@@ -42,13 +44,24 @@ pub async fn run(
     let window_start = start + load.warmup;
     let end = window_start + load.measure;
     let mut tasks = Vec::new();
+    let (rate, connections) = (load.rate, load.connections);
     for _ in 0..load.connections {
         let (signer, body) = (signer.clone(), body.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(1 << 16);
             let mut failures: BTreeMap<u16, usize> = BTreeMap::new();
             let mut conn = http::connect(addr, None).await?;
+            // Paced: each connection sends on its own schedule (an open loop, so latency is
+            // service time plus real queueing, not the closed loop's self-inflicted queue).
+            let mut tick = rate.map(|r| {
+                let mut t = tokio::time::interval(Duration::from_secs_f64(connections as f64 / r));
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                t
+            });
             loop {
+                if let Some(t) = tick.as_mut() {
+                    t.tick().await;
+                }
                 let sent = Instant::now();
                 if sent >= end {
                     break;

@@ -5,7 +5,8 @@
 //!
 //! Options (after `--`): `--quick`, `--waiters N` (first fan-out step), `--max-waiters N`
 //! (ceiling search: the steps double up to N while every waiter is answered), `--per-action N`,
-//! `--click-rate N` (Slack callbacks per second), `--connections N`, `--seconds N` (intake
+//! `--click-rate N` (Slack callbacks per second), `--connections N`, `--paced-rate N` (req/s of the
+//! open-loop auto-decided run), `--seconds N` (intake
 //! window), `--server-log FILTER` (`RUST_LOG` of the servers, default `warn`), `--no-write`.
 
 #[allow(dead_code, unused_imports, clippy::all)]
@@ -56,6 +57,8 @@ struct Options {
     per_action: usize,
     click_rate: f64,
     connections: usize,
+    /// The rate of the paced (open-loop) auto-decided run.
+    paced_rate: f64,
     seconds: u64,
     server_log: String,
     write: bool,
@@ -87,6 +90,9 @@ fn options() -> Options {
         click_rate: value("--click-rate")
             .and_then(|v| v.parse().ok())
             .unwrap_or(200.0),
+        paced_rate: value("--paced-rate")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000.0),
         connections: value("--connections")
             .and_then(|v| v.parse().ok())
             .unwrap_or(64),
@@ -176,24 +182,43 @@ async fn run(o: Options, nofile: u64) -> anyhow::Result<()> {
         connections: o.connections,
         warmup: Duration::from_secs(if o.quick { 1 } else { 2 }),
         measure: Duration::from_secs(o.seconds),
+        rate: None,
     };
-    let (floor, pending, auto, auto_server_side) = if o.only.as_deref() == Some("fanout") {
-        Default::default()
-    } else {
-        let floor_server = Server::floor().await?;
-        eprintln!("load: intake floor (bare axum)");
-        let floor = intake::run(floor_server.addr, signer.clone(), "deploy.bench", &load).await?;
-        drop(floor_server);
-        let server = Server::greenlight(serve("bench-intake", None)).await?;
-        eprintln!("load: intake pending");
-        let pending = intake::run(server.addr, signer.clone(), "deploy.bench", &load).await?;
-        let before = server.metrics().await;
-        eprintln!("load: intake auto-decided");
-        let auto = intake::run(server.addr, signer.clone(), "read.bench", &load).await?;
-        let auto_server_side = server_side(&before, &server.metrics().await);
-        drop(server);
-        (floor, pending, auto, auto_server_side)
+    let paced = intake::Load {
+        connections: 16,
+        rate: Some(o.paced_rate),
+        ..load
     };
+    let (floor, pending, auto, auto_server_side, auto_paced, paced_server_side) =
+        if o.only.as_deref() == Some("fanout") {
+            Default::default()
+        } else {
+            let floor_server = Server::floor().await?;
+            eprintln!("load: intake floor (bare axum)");
+            let floor =
+                intake::run(floor_server.addr, signer.clone(), "deploy.bench", &load).await?;
+            drop(floor_server);
+            let server = Server::greenlight(serve("bench-intake", None)).await?;
+            eprintln!("load: intake pending");
+            let pending = intake::run(server.addr, signer.clone(), "deploy.bench", &load).await?;
+            let before = server.metrics().await;
+            eprintln!("load: intake auto-decided");
+            let auto = intake::run(server.addr, signer.clone(), "read.bench", &load).await?;
+            let auto_server_side = server_side(&before, &server.metrics().await);
+            eprintln!("load: intake auto-decided, paced at {} req/s", o.paced_rate);
+            let before = server.metrics().await;
+            let auto_paced = intake::run(server.addr, signer.clone(), "read.bench", &paced).await?;
+            let paced_server_side = server_side(&before, &server.metrics().await);
+            drop(server);
+            (
+                floor,
+                pending,
+                auto,
+                auto_server_side,
+                auto_paced,
+                paced_server_side,
+            )
+        };
 
     // Fan-out.
     let slack = FakeSlack::start().await;
@@ -206,6 +231,13 @@ async fn run(o: Options, nofile: u64) -> anyhow::Result<()> {
     .await?;
     eprintln!("load: bus floor");
     let bus = fanout::bus_floor(&redis_url, 2_000.min(o.waiters), o.click_rate).await?;
+    eprintln!(
+        "load: memory floor ({} idle connections on bare axum)",
+        o.waiters
+    );
+    let floor_server = Server::floor().await?;
+    let connection_floor = fanout::idle_connection_floor(&floor_server, o.waiters).await?;
+    drop(floor_server);
     let mut steps = Vec::new();
     let mut waiters = o.waiters;
     while o.only.as_deref() != Some("intake") {
@@ -249,8 +281,12 @@ async fn run(o: Options, nofile: u64) -> anyhow::Result<()> {
         auto,
         floor,
         auto_server_side,
+        auto_paced,
+        paced_server_side,
+        paced_rate: o.paced_rate,
         steps,
         bus,
+        connection_floor,
         click_rate: o.click_rate,
         per_action: o.per_action,
     };

@@ -139,8 +139,21 @@ pub fn run_floor_server(port: u16) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let body: &'static str = r#"{"id":"act_01JD8Y3M6QW9T3V7K2X5N4B1C0","status":"pending","action":"deploy.bench","resource":"svc/bench","requester":{"id":"u-1"},"reason":"bench","context":{},"client":"bench","policy":{"rule":"people","min_approvals":1,"approvers":["U0BOB"]},"votes":[],"created_at":"2026-11-22T10:00:00Z","expires_at":"2026-11-22T11:00:00Z","decision":null}"#;
+        // Long-polls that never end: the per-connection memory of a bare axum server.
+        static WAITING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let app = axum::Router::new()
             .route("/healthz", get(|| async { "ok" }))
+            .route(
+                "/v1/actions/{id}/wait",
+                get(|| async {
+                    WAITING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    std::future::pending::<()>().await;
+                }),
+            )
+            .route(
+                "/waiting",
+                get(|| async { WAITING.load(std::sync::atomic::Ordering::Relaxed).to_string() }),
+            )
             .route(
                 "/v1/actions",
                 post(move |_body: bytes::Bytes| async move {

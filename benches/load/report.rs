@@ -28,8 +28,14 @@ pub struct Results {
     /// Share of auto-decided requests the server answered within 2 ms, and the bucket
     /// bound under which 99% were answered, from its own latency histogram.
     pub auto_server_side: Option<(f64, f64)>,
+    /// Auto-decided requests at a fixed rate below saturation (16 connections).
+    pub auto_paced: Intake,
+    pub paced_server_side: Option<(f64, f64)>,
+    pub paced_rate: f64,
     pub steps: Vec<Step>,
     pub bus: Summary,
+    /// Resident bytes per idle long-poll connection on the bare axum server.
+    pub connection_floor: f64,
     pub click_rate: f64,
     pub per_action: usize,
 }
@@ -91,14 +97,35 @@ pub fn render(r: &Results, previous: &str) -> String {
         &r.floor,
     );
     intake_row(&mut out, "floor: bare axum handler", &r.floor, &r.floor);
-    if let Some((within, p99)) = r.auto_server_side {
-        let _ = writeln!(
-            out,
-            "\nServer-side (its own `greenlight_http_request_duration_seconds`): {:.1}% of \
-             auto-decided requests answered within 2 ms; 99% within {} ms (bucket bound).",
-            within * 100.0,
-            p99 * 1000.0
-        );
+    intake_row(
+        &mut out,
+        &format!(
+            "greenlight, auto-decided, paced at {} req/s (16 connections)",
+            r.paced_rate
+        ),
+        &r.auto_paced,
+        &r.floor,
+    );
+    let _ = writeln!(
+        out,
+        "\nClosed loop: each connection sends its next request when the previous one is \
+         answered, so at saturation latency is mostly queueing. The paced row is an open loop \
+         below saturation; its ratio is to the floor's saturated rate and means nothing."
+    );
+    for (name, side) in [
+        ("saturated", r.auto_server_side),
+        ("paced", r.paced_server_side),
+    ] {
+        if let Some((within, p99)) = side {
+            let _ = writeln!(
+                out,
+                "\nServer-side, auto-decided, {name} (the server's own \
+                 `greenlight_http_request_duration_seconds`): {:.1}% answered within 2 ms; 99% \
+                 within {} ms (histogram bucket bound).",
+                within * 100.0,
+                p99 * 1000.0
+            );
+        }
     }
     let _ = writeln!(
         out,
@@ -122,7 +149,7 @@ pub fn render(r: &Results, previous: &str) -> String {
     for s in &r.steps {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.0} |",
+            "| {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.0} | {} |",
             s.waiters,
             s.actions,
             s.setup.as_secs_f64(),
@@ -135,6 +162,7 @@ pub fn render(r: &Results, previous: &str) -> String {
             s.rss_before as f64 / 1048576.0,
             s.rss_with as f64 / 1048576.0,
             s.bytes_per_waiter(),
+            ratio(s.bytes_per_waiter(), r.connection_floor),
         );
     }
     let _ = writeln!(
@@ -145,6 +173,12 @@ pub fn render(r: &Results, previous: &str) -> String {
         ms(r.bus.p50),
         ms(r.bus.p99),
         ms(r.bus.max)
+    );
+    let _ = writeln!(
+        out,
+        "Memory floor: the bare axum server holding the same number of idle long-polls (a \
+         handler that never answers) costs {:.0} bytes of resident memory per connection.\n",
+        r.connection_floor
     );
 
     let _ = writeln!(out, "## Runs\n");
