@@ -28,7 +28,17 @@ pub struct ServeOptions<'a> {
 impl Server {
     pub async fn greenlight(options: ServeOptions<'_>) -> anyhow::Result<Self> {
         let port = free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_greenlight"));
+        // `BENCH_SERVER_WRAPPER=heaptrack` (for instance) runs the server under a profiler;
+        // memory numbers are then the profiler's too.
+        let binary = env!("CARGO_BIN_EXE_greenlight");
+        let mut cmd = match std::env::var("BENCH_SERVER_WRAPPER") {
+            Ok(wrapper) => {
+                let mut c = Command::new(wrapper);
+                c.arg(binary);
+                c
+            }
+            Err(_) => Command::new(binary),
+        };
         cmd.arg("serve")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -47,7 +57,14 @@ impl Server {
                 .env("SLACK_SIGNING_SECRET", signing_secret)
                 .env("SLACK_DEFAULT_CHANNEL", "#approvals");
         }
-        Self::spawn(cmd, port).await
+        let server = Self::spawn(cmd, port).await?;
+        // For `perf record -p PID` while a phase runs.
+        eprintln!(
+            "load: greenlight serve ({}) is pid {}",
+            options.prefix,
+            server.pid()
+        );
+        Ok(server)
     }
 
     /// The bare axum handler: this same binary, started with `--floor-server PORT`.
@@ -165,7 +182,7 @@ pub fn run_floor_server(port: u16) -> anyhow::Result<()> {
                 }),
             );
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-        axum::serve(listener, app).await?;
+        axum::serve(listener, app.into_make_service()).await?;
         anyhow::Ok(())
     })
 }
