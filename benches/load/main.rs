@@ -240,7 +240,18 @@ async fn run(o: Options, nofile: u64) -> anyhow::Result<()> {
     drop(floor_server);
     let mut steps = Vec::new();
     let mut waiters = o.waiters;
+    let mut ceiling = String::new();
     while o.only.as_deref() != Some("intake") {
+        // Each waiter is a socket in this process and one in the server.
+        if waiters as u64 + 2_000 > nofile {
+            ceiling = format!(
+                "The search stopped before {waiters} waiters: the open-file limit ({nofile}) \
+                 cannot hold that many sockets in one process. Raise it (`ulimit -Hn`, as root) \
+                 to go further."
+            );
+            eprintln!("load: {ceiling}");
+            break;
+        }
         eprintln!("load: fan-out with {waiters} waiters");
         let plan = fanout::Plan {
             waiters,
@@ -259,11 +270,15 @@ async fn run(o: Options, nofile: u64) -> anyhow::Result<()> {
                 );
                 steps.push(step);
                 if lost > 0 {
+                    ceiling = format!(
+                        "The search stopped at {waiters} waiters: {lost} were not answered."
+                    );
                     break;
                 }
             }
             Err(e) => {
                 eprintln!("load:   step with {waiters} waiters failed: {e:#}");
+                ceiling = format!("The step with {waiters} waiters failed: {e:#}.");
                 break;
             }
         }
@@ -287,6 +302,7 @@ async fn run(o: Options, nofile: u64) -> anyhow::Result<()> {
         steps,
         bus,
         connection_floor,
+        ceiling,
         click_rate: o.click_rate,
         per_action: o.per_action,
     };

@@ -36,6 +36,8 @@ pub struct Results {
     pub bus: Summary,
     /// Resident bytes per idle long-poll connection on the bare axum server.
     pub connection_floor: f64,
+    /// Why the search for the ceiling stopped.
+    pub ceiling: String,
     pub click_rate: f64,
     pub per_action: usize,
 }
@@ -140,11 +142,11 @@ pub fn render(r: &Results, previous: &str) -> String {
     );
     let _ = writeln!(
         out,
-        "| waiters | actions | setup s | p50 ms | p99 ms | max ms | p99 ratio to bus | answered | lost | RSS before MiB | RSS with MiB | bytes/waiter |"
+        "| waiters | actions | setup s | p50 ms | p99 ms | max ms | p99 ratio to bus | answered | lost | RSS before MiB | RSS with MiB | bytes/waiter | ÷ memory floor |"
     );
     let _ = writeln!(
         out,
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     for s in &r.steps {
         let _ = writeln!(
@@ -164,6 +166,9 @@ pub fn render(r: &Results, previous: &str) -> String {
             s.bytes_per_waiter(),
             ratio(s.bytes_per_waiter(), r.connection_floor),
         );
+    }
+    if !r.ceiling.is_empty() {
+        let _ = writeln!(out, "\n{}", r.ceiling);
     }
     let _ = writeln!(
         out,
