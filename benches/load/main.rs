@@ -7,7 +7,9 @@
 //! (ceiling search: the steps double up to N while every waiter is answered), `--per-action N`,
 //! `--click-rate N` (Slack callbacks per second), `--connections N`, `--paced-rate N` (req/s of the
 //! open-loop auto-decided run), `--seconds N` (intake
-//! window), `--server-log FILTER` (`RUST_LOG` of the servers, default `warn`), `--no-write`.
+//! window), `--server-log FILTER` (`RUST_LOG` of the servers, default `warn`), `--no-write`,
+//! `--only intake|fanout` (one part, nothing written). `BENCH_SERVER_WRAPPER=heaptrack` runs
+//! the servers under a profiler.
 
 #[allow(dead_code, unused_imports, clippy::all)]
 #[path = "../../tests/common/mod.rs"]
