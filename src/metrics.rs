@@ -33,9 +33,10 @@ pub const HTTP_DURATION: &str = "greenlight_http_request_duration_seconds";
 const DECISION_BUCKETS: &[f64] = &[
     0.0, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0,
 ];
-/// Handlers answer in milliseconds; long-polls last up to `GREENLIGHT_MAX_WAIT`.
+/// Handlers answer in milliseconds (sub-millisecond buckets so the 2 ms intake goal of
+/// auto-decisions can be read off); long-polls last up to `GREENLIGHT_MAX_WAIT`.
 const HTTP_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();

@@ -417,7 +417,9 @@ impl Service {
         let deadline = tokio::time::Instant::now() + timeout.min(self.max_wait);
         loop {
             let mut waiter = self.waiters.register(id.as_str());
-            let action = self.get(client, id).await?;
+            // The store reads are boxed: inline, the largest of them sizes the future that
+            // every idle waiter keeps allocated for its whole wait (heaptrack: ~5 KiB a waiter).
+            let action = Box::pin(self.get(client, id)).await?;
             if !action.is_pending() {
                 return Ok(ActionBody::Parsed(Box::new(action)));
             }
@@ -426,17 +428,19 @@ impl Service {
                     // An empty message: one this deployment could not vouch for. Look again.
                     Ok(json) if json.is_empty() => continue,
                     Ok(json) => return Ok(ActionBody::Published(json)),
-                    Err(_) => return Ok(ActionBody::Parsed(Box::new(self.get(client, id).await?))),
+                    Err(_) => {
+                        return Ok(ActionBody::Parsed(Box::new(Box::pin(self.get(client, id)).await?)));
+                    }
                 },
                 _ = tokio::time::sleep_until(deadline) => {
-                    return Ok(ActionBody::Parsed(Box::new(self.get(client, id).await?)));
+                    return Ok(ActionBody::Parsed(Box::new(Box::pin(self.get(client, id)).await?)));
                 }
                 // On shutdown, answer with the current state so the caller retries elsewhere:
                 // read again (the decision channel stops with the process), or, if the store
                 // does not answer, the state read when the wait began.
                 _ = self.shutdown.cancelled() => {
                     return Ok(ActionBody::Parsed(Box::new(
-                        self.get(client, id).await.unwrap_or(action),
+                        Box::pin(self.get(client, id)).await.unwrap_or(action),
                     )));
                 }
             }

@@ -104,7 +104,9 @@ pub fn verify(
         .trim()
         .parse()
         .map_err(|_| VerifyError::BadTimestamp)?;
-    if (now - ts).abs() > TOLERANCE_SECONDS {
+    // `abs_diff`: a subtraction could overflow on extreme timestamps (found by fuzzing),
+    // which panics in debug builds and in release wraps into a window that always passes.
+    if now.abs_diff(ts) > TOLERANCE_SECONDS.unsigned_abs() {
         return Err(VerifyError::Stale);
     }
     let candidates: Vec<Vec<u8>> = signatures
@@ -193,6 +195,25 @@ mod tests {
             verify(s, "msg_other", "1614265330", EXPECTED, PAYLOAD, TS),
             Err(VerifyError::Mismatch)
         );
+    }
+
+    #[test]
+    fn extreme_timestamps_are_stale_not_a_panic() {
+        let secret = Secret::parse(SECRET).unwrap();
+        let s = std::slice::from_ref(&secret);
+        for (ts, now) in [
+            (i64::MIN, TS),
+            (i64::MAX, TS),
+            (i64::MIN + TS, TS),
+            (TS, i64::MIN),
+        ] {
+            let signature = secret.sign(ID, ts, PAYLOAD);
+            assert_eq!(
+                verify(s, ID, &ts.to_string(), &signature, PAYLOAD, now),
+                Err(VerifyError::Stale),
+                "{ts} at {now}"
+            );
+        }
     }
 
     #[test]

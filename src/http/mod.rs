@@ -18,6 +18,7 @@ use crate::slack::Slack;
 use axum::Router;
 use axum::extract::MatchedPath;
 use axum::http::Request;
+use axum::routing::IntoMakeService;
 use error::ApiError;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
@@ -36,7 +37,18 @@ pub struct AppState {
     pub reloader: Arc<Reloader>,
 }
 
-pub fn router(state: AppState) -> Router {
+/// What `axum::serve` runs: the routes, turned into a connection factory once.
+///
+/// Not the `Router` itself: axum 0.8 serves a bare `Router` by calling `with_state(())` for
+/// every connection, which rebuilds the route tables, about 14 KiB per connection (heaptrack,
+/// 10,000 open long-polls; see docs/benchmarks.md). `into_make_service` builds them once and
+/// hands each connection a clone that shares them.
+pub fn router(state: AppState) -> IntoMakeService<Router> {
+    routes(state).into_make_service()
+}
+
+/// Every route, with its middleware, bound to the state.
+fn routes(state: AppState) -> Router {
     Router::new()
         .merge(actions::router())
         .merge(admin::router())

@@ -11,7 +11,6 @@ use axum::extract::{FromRequest, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde::Deserialize;
 use std::sync::Arc;
 
 pub fn router() -> Router<AppState> {
@@ -55,19 +54,12 @@ impl FromRequest<AppState> for VerifiedSlack {
     }
 }
 
-#[derive(Deserialize)]
-struct InteractionForm {
-    payload: String,
-}
-
 async fn interactions(
     State(state): State<AppState>,
     verified: VerifiedSlack,
 ) -> Result<Response, ApiError> {
-    let form: InteractionForm = serde_urlencoded::from_bytes(&verified.body)
-        .map_err(|e| ApiError::Invalid(format!("form: {e}")))?;
-    let interaction: Interaction = serde_json::from_str(&form.payload)
-        .map_err(|e| ApiError::Invalid(format!("payload: {e}")))?;
+    let interaction =
+        Interaction::from_form(&verified.body).map_err(|e| ApiError::Invalid(e.to_string()))?;
     Ok(match verified.slack.handle(&state.service, interaction) {
         Ack::Empty => ().into_response(),
         Ack::Json(body) => Json(body).into_response(),
@@ -78,7 +70,7 @@ async fn commands(
     State(state): State<AppState>,
     verified: VerifiedSlack,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let cmd: SlashCommand = serde_urlencoded::from_bytes(&verified.body)
+    let cmd = SlashCommand::from_form(&verified.body)
         .map_err(|e| ApiError::Invalid(format!("form: {e}")))?;
     Ok(Json(verified.slack.command(&state.service, cmd).await))
 }

@@ -16,6 +16,13 @@ pub struct SlashCommand {
     pub text: String,
 }
 
+impl SlashCommand {
+    /// Decodes the form Slack posts; only on a body whose signature verified.
+    pub fn from_form(body: &[u8]) -> Result<Self, serde_urlencoded::de::Error> {
+        serde_urlencoded::from_bytes(body)
+    }
+}
+
 const HELP: &str = "*Greenlight*\n\
     • `/greenlight pending`: pending actions you may approve\n\
     • `/greenlight status <id>`: one action\n\

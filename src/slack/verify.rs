@@ -30,7 +30,9 @@ pub fn verify_at(
         .trim()
         .parse()
         .map_err(|_| SlackSignatureError::BadTimestamp)?;
-    if (now - ts).abs() > TOLERANCE_SECONDS {
+    // `abs_diff`: a subtraction could overflow on extreme timestamps (found by fuzzing),
+    // which panics in debug builds and in release wraps into a window that always passes.
+    if now.abs_diff(ts) > TOLERANCE_SECONDS.unsigned_abs() {
         return Err(SlackSignatureError::Stale);
     }
     let given = signature
@@ -62,6 +64,19 @@ mod tests {
     #[test]
     fn slacks_documented_example_verifies() {
         assert_eq!(verify_at(SECRET, "1531420618", SIG, BODY, TS), Ok(()));
+    }
+
+    #[test]
+    fn extreme_timestamps_are_stale_not_a_panic() {
+        for (ts, now) in [
+            (i64::MIN, TS),
+            (i64::MAX, TS),
+            (i64::MIN + TS, TS),
+            (TS, i64::MIN),
+        ] {
+            let r = verify_at(SECRET, &ts.to_string(), SIG, BODY, now);
+            assert_eq!(r, Err(SlackSignatureError::Stale), "{ts} at {now}");
+        }
     }
 
     #[test]

@@ -88,7 +88,7 @@ async fn node_subscriber(
                                 None => break,
                             },
                             _ = ping.tick() => {
-                                let alive = tokio::time::timeout(Duration::from_secs(5), sink.ping::<String>()).await;
+                                let alive = tokio::time::timeout(Duration::from_secs(5), sink.ping::<redis::Value>()).await;
                                 if !matches!(alive, Ok(Ok(_))) {
                                     break;
                                 }
