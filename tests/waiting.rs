@@ -284,3 +284,31 @@ async fn forged_approvals_on_the_channel_do_not_reach_waiters() {
         .unwrap();
     assert_eq!(r.body["status"], "denied");
 }
+
+/// The subscriber's keep-alive ping must not itself break the connection: across two ping
+/// intervals (15 s each) the process keeps the same pub/sub connection, so decisions never
+/// wait for a reconnect and a re-read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pubsub_connection_survives_its_keep_alive_pings() {
+    let backend = Backend::redis();
+    let redis = backend.redis_server().unwrap().clone();
+    let _app = spawn_app(backend).await;
+    let pubsub_client = || -> String {
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query(&mut redis.conn())
+            .unwrap();
+        let line = list.lines().next().unwrap_or_default().to_owned();
+        line.split_whitespace()
+            .find(|f| f.starts_with("id="))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = pubsub_client();
+    assert!(before.starts_with("id="), "subscribed");
+    tokio::time::sleep(Duration::from_secs(32)).await;
+    assert_eq!(pubsub_client(), before, "the subscriber reconnected");
+}
