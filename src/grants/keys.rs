@@ -175,6 +175,8 @@ impl GrantKeys {
             .to_pkcs8_der()
             .context("encoding the signing key as PKCS#8")?;
         let public = signing.verifying_key();
+        let known: Vec<VerifyingKey> = std::iter::once(public).chain(previous.copied()).collect();
+        super::provider::register(der.as_bytes(), signing, &known);
         let keys = Self {
             issuer: issuer.into(),
             signing: EncodingKey::from_ed_der(der.as_bytes()),

@@ -6,6 +6,7 @@
 
 mod check;
 mod keys;
+mod provider;
 
 pub use check::{REVOKED, USED, VerifyRequest, check, revoke, verify};
 pub use keys::{GrantKeys, generate_signing_key};
