@@ -98,6 +98,10 @@ impl Waiters {
         };
         // A message that fails the check is not passed on: its waiters get an empty one,
         // which tells them to read the action from the store instead.
+        // Most messages concern actions nobody here waits on: check only the others.
+        let Some(slots) = self.lock().remove(id) else {
+            return;
+        };
         let vouched = self.check.as_ref().is_none_or(|check| check(&json));
         if !vouched {
             tracing::warn!(
@@ -105,9 +109,8 @@ impl Waiters {
                 "a decision message without a grant of this deployment; waiters read the action again"
             );
         }
-        let slots = self.lock().remove(id);
         let json = if vouched { json.clone() } else { Bytes::new() };
-        for (_, tx) in slots.into_iter().flatten() {
+        for (_, tx) in slots {
             let _ = tx.send(json.clone());
         }
     }
