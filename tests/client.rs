@@ -222,12 +222,7 @@ async fn one_redis_connection_serves_all_of_a_clients_waits() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The server's own subscriber, and this client's one connection.
-    let list: String = redis::cmd("CLIENT")
-        .arg("LIST")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query(&mut redis.conn())
-        .unwrap();
+    let list = redis.clients("pubsub");
     assert_eq!(list.lines().count(), 2, "{list}");
     for id in &ids {
         assert_eq!(app.decide(id.as_str(), "approved").await.status, 200);

@@ -218,19 +218,9 @@ async fn one_pubsub_connection_serves_all_waiters() {
         waits.push(tokio::spawn(async move { app.wait("app", &id, 5).await }));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let clients: String = redis::cmd("CLIENT")
-        .arg("LIST")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query(&mut redis.conn())
-        .unwrap();
+    let clients = redis.clients("pubsub");
     assert_eq!(clients.lines().count(), 1, "{clients}");
-    let normal: String = redis::cmd("CLIENT")
-        .arg("LIST")
-        .arg("TYPE")
-        .arg("normal")
-        .query(&mut redis.conn())
-        .unwrap();
+    let normal = redis.clients("normal");
     // The app's one multiplexed connection, plus this query's.
     assert!(normal.lines().count() <= 2, "{normal}");
     for w in waits {
@@ -294,12 +284,7 @@ async fn the_pubsub_connection_survives_its_keep_alive_pings() {
     let redis = backend.redis_server().unwrap().clone();
     let _app = spawn_app(backend).await;
     let pubsub_client = || -> String {
-        let list: String = redis::cmd("CLIENT")
-            .arg("LIST")
-            .arg("TYPE")
-            .arg("pubsub")
-            .query(&mut redis.conn())
-            .unwrap();
+        let list = redis.clients("pubsub");
         let line = list.lines().next().unwrap_or_default().to_owned();
         line.split_whitespace()
             .find(|f| f.starts_with("id="))

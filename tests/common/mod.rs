@@ -118,6 +118,16 @@ impl RedisServer {
         self.launch();
     }
 
+    /// `CLIENT LIST TYPE {kind}`: one line per connection of that kind.
+    pub fn clients(&self, kind: &str) -> String {
+        redis::cmd("CLIENT")
+            .arg("LIST")
+            .arg("TYPE")
+            .arg(kind)
+            .query(&mut self.conn())
+            .unwrap()
+    }
+
     pub fn conn(&self) -> redis::Connection {
         redis::Client::open(self.url())
             .unwrap()
