@@ -1,20 +1,20 @@
-//! Scale-out on Redis's own distributed deployments: three Greenlight instances on one
-//! Redis Cluster (three masters), and two on a master and replica behind Sentinel with a
-//! forced failover mid-run. Requests, waits and Slack clicks are spread over the
-//! instances; every waiter must get its decision, every action must be decided exactly
+//! Scale-out on Redis's own distributed deployments: three `greenlight serve` processes on
+//! one Redis Cluster (three masters), and two on a master and replica behind Sentinel with
+//! a forced failover mid-run. Requests, waits and Slack clicks are spread over the
+//! processes; every waiter must get its decision, every action must be decided exactly
 //! once (one decision in the audit trail, which still verifies), every Slack message
 //! posted once, and every expiry timer fire once.
 
 mod common;
 
+use common::process::{Deployment, ServeProcess};
 use common::slack::{FakeSlack, block_action, interaction_body, signed_slack_headers};
 use common::topology::{RedisCluster, RedisSentinel};
-use common::{AppOptions, Backend, SLACK_SIGNING_SECRET, TestApp, request, spawn_app_with};
+use common::{Api, Backend, SLACK_SIGNING_SECRET, request};
 use greenlight::audit::cli::fetch_and_verify;
 use greenlight::client::Client;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -86,31 +86,27 @@ impl Fate {
 }
 
 struct Run {
-    apps: Vec<Arc<TestApp>>,
+    apps: Vec<ServeProcess>,
     slack: FakeSlack,
+    deployment: Deployment,
 }
 
-async fn start(backend: Backend, instances: usize) -> Run {
+async fn start(backend: Backend, processes: usize) -> Run {
     let slack = FakeSlack::start().await;
-    let first = spawn_app_with(
-        backend,
-        AppOptions {
-            policy: POLICY.into(),
-            slack_api_base: Some(slack.base.clone()),
-            ..Default::default()
-        },
-    )
-    .await;
-    let mut apps = vec![Arc::new(first)];
-    for _ in 1..instances {
-        let replica = apps[0].replica(&apps[0].prefix).await;
-        apps.push(Arc::new(replica));
+    let deployment = Deployment::new(backend, POLICY, Some(slack.base.clone()));
+    let mut apps = Vec::new();
+    for _ in 0..processes {
+        apps.push(deployment.start().await);
     }
-    Run { apps, slack }
+    Run {
+        apps,
+        slack,
+        deployment,
+    }
 }
 
 impl Run {
-    fn app(&self, i: usize) -> &Arc<TestApp> {
+    fn app(&self, i: usize) -> &Api {
         &self.apps[i % self.apps.len()]
     }
 
@@ -271,7 +267,7 @@ async fn settle(waiters: Vec<tokio::task::JoinHandle<Value>>) -> Vec<Value> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn three_instances_on_a_redis_cluster_decide_each_action_once() {
+async fn three_processes_on_a_redis_cluster_decide_each_action_once() {
     let cluster = RedisCluster::start(3);
     let run = start(Backend::Cluster(cluster.clone()), 3).await;
     let (mut spec_channel, mut pushes) = cluster.subscriber().await;
@@ -283,7 +279,7 @@ async fn three_instances_on_a_redis_cluster_decide_each_action_once() {
         if Fate::of(i) != Fate::Auto {
             // A caller's own wait on the SPEC channel: SSUBSCRIBE, then decide.
             spec_channel
-                .ssubscribe(format!("{}:decision:{id}", run.apps[0].prefix))
+                .ssubscribe(format!("{}:decision:{id}", run.deployment.prefix))
                 .await
                 .unwrap();
         }
@@ -376,7 +372,7 @@ async fn a_sentinel_failover_mid_run_loses_nothing_decided() {
     let r = run.apps[1].create(&request("read.logs", "svc/x")).await;
     assert_eq!(r.status, 201, "{}", r.body);
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}:action:*", run.apps[0].prefix))
+        .arg(format!("{}:action:*", run.deployment.prefix))
         .query(&mut sentinel_master_conn(&sentinel))
         .unwrap();
     assert!(

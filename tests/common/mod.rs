@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod pagerduty;
+pub mod process;
 pub mod python;
 pub mod slack;
 pub mod topology;
@@ -242,9 +243,8 @@ pub const CLIENTS: [&str; 4] = ["app", "other", "admin", "auditor"];
 
 pub struct TestApp {
     pub addr: SocketAddr,
-    pub base: String,
-    pub http: reqwest::Client,
-    pub secrets: std::collections::HashMap<String, String>,
+    /// Its HTTP API, signing as the test clients (`app.create(..)`, `app.base`, ...).
+    pub api: Api,
     pub shutdown: CancellationToken,
     pub service: Arc<Service>,
     pub backend: Backend,
@@ -370,9 +370,11 @@ async fn start(
     let server = tokio::spawn(async move { app.run().await.expect("server runs") });
     TestApp {
         addr,
-        base: format!("http://{addr}"),
-        http: reqwest::Client::new(),
-        secrets,
+        api: Api {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+            secrets,
+        },
         shutdown,
         service,
         backend,
@@ -411,7 +413,26 @@ impl TestApp {
             let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
         }
     }
+}
 
+/// A Greenlight server's HTTP API as the test clients see it: requests signed as they sign.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+    /// Client id to its secret (`whsec_...`).
+    pub secrets: std::collections::HashMap<String, String>,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl Api {
     pub fn secret(&self, client: &str) -> Secret {
         Secret::parse(&self.secrets[client]).unwrap()
     }
