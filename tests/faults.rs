@@ -6,24 +6,22 @@
 
 mod common;
 
+use common::process::{Deployment, ServeProcess};
 use common::slack::{
     CHANNEL_ID, FakeSlack, Fault, block_action, interaction_body, signed_slack_headers,
 };
 use common::{
     AppOptions, Backend, ChannelRecorder, POLICY, RedisServer, Resp, SLACK_SIGNING_SECRET, TestApp,
-    free_port, request, spawn_app, spawn_app_with,
+    request, spawn_app, spawn_app_with,
 };
 use futures::StreamExt;
 use greenlight::audit::cli::fetch_and_verify;
 use greenlight::client::Client;
 use greenlight::domain::{ActionId, ActionRequest, Outcome, Status};
-use greenlight::signing::Secret;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::process::{Child, Command};
 
 const AOF: [&str; 4] = ["--appendonly", "yes", "--appendfsync", "always"];
 const TERMINAL: [&str; 4] = ["approved", "denied", "expired", "cancelled"];
@@ -116,85 +114,15 @@ async fn redis_restart_with_aof_keeps_everything_and_fails_closed_meanwhile() {
     assert_eq!(answered.body["status"], "approved");
 }
 
-/// `greenlight serve`, the real binary, on a shared Redis.
-struct Process {
-    child: Child,
-    base: String,
-}
-
-impl Process {
-    async fn start(
-        redis: &RedisServer,
-        prefix: &str,
-        dir: &tempfile::TempDir,
-        env: &[(String, String)],
-    ) -> Self {
-        let policy = dir.path().join("policy.toml");
-        std::fs::write(&policy, POLICY).unwrap();
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_greenlight"))
-            .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "warn")
-            .env("GREENLIGHT_LISTEN", format!("127.0.0.1:{port}"))
-            .env("REDIS_URL", redis.url())
-            .env("GREENLIGHT_REDIS_PREFIX", prefix)
-            .env("GREENLIGHT_POLICY", &policy)
-            .envs(env.iter().cloned())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        for _ in 0..200 {
-            if reqwest::get(format!("{base}/readyz"))
-                .await
-                .is_ok_and(|r| r.status() == 200)
-            {
-                return Self { child, base };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("greenlight serve did not start");
-    }
-
-    fn sigkill(&self) {
-        let pid = self.child.id().unwrap().to_string();
-        assert!(
-            std::process::Command::new("kill")
-                .args(["-KILL", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
-}
-
 /// A server process dies (SIGKILL: no graceful answer) while callers wait on it; they retry
 /// against the other process and get the decision, made there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_of_a_killed_process_retry_elsewhere_and_get_the_decision() {
     let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let secrets: Vec<(&str, Secret, String)> = common::CLIENTS
-        .into_iter()
-        .map(|c| {
-            let (secret, text) = Secret::generate();
-            (c, secret, text)
-        })
-        .collect();
-    let env: Vec<(String, String)> = secrets
-        .iter()
-        .map(|(c, _, text)| (format!("TEST_{}_SECRET", c.to_uppercase()), text.clone()))
-        .collect();
-    let mut a = Process::start(&redis, "faults", &dir, &env).await;
-    let b = Process::start(&redis, "faults", &dir, &env).await;
-    let client = |p: &Process, id: &str| {
-        let (_, secret, _) = secrets.iter().find(|(c, ..)| *c == id).unwrap();
-        Client::new(&p.base, id, secret.clone())
-    };
+    let deployment = Deployment::new(Backend::Redis(redis.clone()), POLICY, None);
+    let mut a = deployment.start().await;
+    let b = deployment.start().await;
+    let client = |p: &ServeProcess, id: &str| Client::new(&p.base, id, p.secret(id));
     let body: ActionRequest =
         serde_json::from_value(request("deploy.prod", "svc/payments")).unwrap();
     let mut ids: Vec<ActionId> = Vec::new();
@@ -217,8 +145,7 @@ async fn callers_of_a_killed_process_retry_elsewhere_and_get_the_decision() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    a.sigkill();
-    let _ = a.child.wait().await;
+    a.sigkill().await;
     let admin = client(&b, "admin");
     for (id, outcome) in ids
         .iter()

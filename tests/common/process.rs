@@ -93,7 +93,7 @@ impl Deployment {
             if let Ok(r) = api.http.get(format!("{}/readyz", api.base)).send().await
                 && r.status() == 200
             {
-                return ServeProcess { api, _child: child };
+                return ServeProcess { api, child };
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -103,7 +103,15 @@ impl Deployment {
 
 pub struct ServeProcess {
     pub api: Api,
-    _child: Child,
+    child: Child,
+}
+
+impl ServeProcess {
+    /// Kills it with SIGKILL (no graceful answer to anyone) and waits until it is gone.
+    pub async fn sigkill(&mut self) {
+        self.child.start_kill().expect("the process is running");
+        let _ = self.child.wait().await;
+    }
 }
 
 impl std::ops::Deref for ServeProcess {
