@@ -55,6 +55,12 @@ pub enum ServiceError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    /// The matching rule forbids self-approval, and nothing in the request tells
+    /// approvers apart from the requester.
+    #[error(
+        "requester: rule `{0}` forbids self-approval, so the requester needs `email` or `slack_user_id` to be told apart from the approvers"
+    )]
+    RequesterUnverifiable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -265,6 +271,13 @@ impl Service {
             client: client.id(),
             context: &request.context,
         });
+        if eval.decision == RuleDecision::Require
+            && !eval.allow_self_approval
+            && request.requester.email.is_none()
+            && request.requester.slack_user_id.is_none()
+        {
+            return Err(ServiceError::RequesterUnverifiable(eval.rule_name.clone()));
+        }
         if eval.reason_required && request.reason.is_none() {
             return Err(ServiceError::Invalid(format!(
                 "reason: required by rule `{}`",
@@ -313,6 +326,7 @@ impl Service {
             expires_at: now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX),
             callback_url: request.callback_url.map(String::from),
             escalation: None,
+            binding: request.binding,
             decision: None,
         };
         let auto = match eval.decision {

@@ -21,6 +21,7 @@ impl RequestFields {
             context: (!self.context.is_empty()).then(|| self.context.into_iter().collect()),
             ttl_seconds: self.ttl.map(|t| t.as_secs()),
             callback_url: self.callback_url,
+            binding: None,
         }
     }
 }

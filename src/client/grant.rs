@@ -77,6 +77,9 @@ impl GrantVerifier {
         scope("aid", &claims.aid, action.id.as_str())?;
         scope("act", &claims.act, &action.action)?;
         scope("res", &claims.res, &action.resource)?;
+        if let Some(binding) = &action.binding {
+            scope("dig", claims.dig.as_deref().unwrap_or_default(), &binding.digest)?;
+        }
         Ok(claims)
     }
 

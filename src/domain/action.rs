@@ -1,5 +1,6 @@
 //! The action object of SPEC section 3 and its one-way status transition.
 
+use super::Binding;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -267,6 +268,9 @@ pub struct Action {
     pub callback_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalation: Option<Escalation>,
+    /// The one HTTP request a gate held for this action (see [`Binding`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<Binding>,
     #[schema(required = true)]
     pub decision: Option<Decision>,
 }
@@ -440,6 +444,7 @@ mod tests {
             expires_at: now,
             callback_url: None,
             escalation: None,
+            binding: None,
             decision: None,
         }
     }

@@ -2,10 +2,12 @@
 //! Nothing here knows about HTTP or Redis.
 
 mod action;
+mod binding;
 mod request;
 
 pub use action::{
     Action, ActionId, AlreadyDecided, DecidedBy, Decision, Escalation, Grant, InvalidActionId,
     Outcome, PolicySnapshot, Requester, StagePlan, Status, Vote, VoteKind, VoteRejected, rfc3339,
 };
+pub use binding::Binding;
 pub use request::{ActionRequest, Invalid, ValidRequest, from_json, is_action_name};

@@ -1,6 +1,6 @@
 //! `POST /v1/actions` bodies, parsed at the edge into values the rest of the code trusts.
 
-use super::Requester;
+use super::{Binding, Requester};
 use crate::policy::ClientSpec;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -28,6 +28,10 @@ pub struct ActionRequest {
     /// Where the decision is POSTed, signed; https to one of the client's `callback_hosts`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
+    /// Set by a gate that holds one HTTP request: the approval then releases only a
+    /// request with this digest (the grant carries it), and approvers see the preview.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<Binding>,
 }
 
 /// A request that passed every rule of SPEC section 3 that does not depend on the policy.
@@ -40,6 +44,7 @@ pub struct ValidRequest {
     pub context: serde_json::Map<String, serde_json::Value>,
     pub ttl: Option<Duration>,
     pub callback_url: Option<url::Url>,
+    pub binding: Option<Binding>,
 }
 
 /// A field and what is wrong with it; becomes a `400 invalid_request`.
@@ -135,6 +140,9 @@ impl ActionRequest {
             }
             Some(_) => return Err(invalid("ttl_seconds", "must be between 10 and 86400")),
         };
+        if let Some(binding) = &self.binding {
+            binding.validate().map_err(|e| invalid("binding", e))?;
+        }
         let callback_url = self
             .callback_url
             .as_deref()
@@ -148,6 +156,7 @@ impl ActionRequest {
             context,
             ttl,
             callback_url,
+            binding: self.binding,
         })
     }
 }

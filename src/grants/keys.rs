@@ -197,6 +197,7 @@ impl GrantKeys {
             iat: 0,
             exp: 1,
             jti: ulid::Ulid::new().to_string(),
+            dig: None,
         };
         let token = keys.sign(&probe).context("signing with the grant key")?;
         keys.verify_at(&token, 0)
@@ -250,6 +251,7 @@ impl GrantKeys {
             iat,
             exp,
             jti: ulid::Ulid::new().to_string(),
+            dig: action.binding.as_ref().map(|b| b.digest.clone()),
         };
         // The key was checked by signing at start, and the claims are plain strings and
         // numbers: signing cannot fail here.
@@ -339,6 +341,7 @@ mod tests {
             expires_at: now,
             callback_url: None,
             escalation: None,
+            binding: None,
             decision: None,
         };
         action.decide(Outcome::Approved, by, None, now).unwrap();

@@ -36,6 +36,10 @@ pub struct Claims {
     pub exp: i64,
     /// A ULID, unique per grant: the key of single use.
     pub jti: String,
+    /// The digest of the one HTTP request a gate held for this approval: a gate
+    /// forwards only a request with this digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dig: Option<String>,
 }
 
 /// Why a grant is not valid, as `POST /v1/grants/verify` names it.

@@ -27,6 +27,10 @@ pub enum ApiError {
     /// 413 `payload_too_large`
     #[error("request body is larger than 64 KiB")]
     PayloadTooLarge,
+    /// 422 `requester_unverifiable`: self-approval is forbidden, and the requester has
+    /// neither `email` nor `slack_user_id`.
+    #[error("{0}")]
+    RequesterUnverifiable(String),
     /// 415 `unsupported_media_type`
     #[error("request body must be application/json")]
     UnsupportedMediaType,
@@ -47,6 +51,9 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::RequesterUnverifiable(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "requester_unverifiable")
+            }
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
@@ -63,6 +70,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::Forbidden(m) => ApiError::Forbidden(m),
             ServiceError::NotFound => ApiError::NotFound("no such action".into()),
             ServiceError::Conflict(m) => ApiError::Conflict(m),
+            e @ ServiceError::RequesterUnverifiable(_) => {
+                ApiError::RequesterUnverifiable(e.to_string())
+            }
             ServiceError::Store(e) => e.into(),
         }
     }

@@ -118,6 +118,9 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// 415: a non-empty body that is not JSON
     UnsupportedMediaType,
+    /// 422: the rule forbids self-approval and the requester has neither `email` nor
+    /// `slack_user_id`
+    RequesterUnverifiable,
     /// 429
     RateLimited,
     /// 503: the store cannot be reached; nothing was changed or approved
@@ -298,6 +301,7 @@ mod tests {
                 409 => ErrorCode::Conflict,
                 413 => ErrorCode::PayloadTooLarge,
                 415 => ErrorCode::UnsupportedMediaType,
+                422 => ErrorCode::RequesterUnverifiable,
                 429 => ErrorCode::RateLimited,
                 503 => ErrorCode::Unavailable,
                 _ => ErrorCode::Internal,

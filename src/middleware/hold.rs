@@ -3,19 +3,29 @@
 //!
 //! A request is held (`Ask::Hold`), or answered `202` at once when the caller prefers
 //! (`Prefer: respond-async`). A caller that got a `202` sends the same request again with
-//! `Greenlight-Action-Id`; that resumes the action instead of asking anew, and once
-//! approved it releases exactly one request (the grant is consumed on the server).
+//! `Greenlight-Action-Id`; that resumes the action instead of asking anew.
+//!
+//! Every held request is bound to its [`Binding`]: the action carries the digest of the
+//! request (method, canonical target, body), the grant carries it too, and an approval
+//! releases only a request with that digest, once: the grant is consumed on the server
+//! before anything is forwarded, on the held path and on the resumed one alike, so a
+//! second use is answered `409`.
 
 use super::headers::{ACTION_ID, GRANT};
 use crate::client::{Client, ClientError};
-use crate::domain::{Action, ActionId, ActionRequest, Status};
+use crate::domain::{Action, ActionId, ActionRequest, Binding, Status};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// Holding a request longer than this is a configuration mistake rather than a policy.
 pub const DEFAULT_HOLD: Duration = Duration::from_secs(300);
+
+/// How many requests one gate holds at once by default; more are answered `503`.
+pub const DEFAULT_MAX_HELD: usize = 1000;
 
 /// How the caller wants to be answered, from its headers.
 #[derive(Clone, Debug, PartialEq)]
@@ -75,36 +85,65 @@ pub enum Verdict {
 pub struct Holder {
     client: Client,
     hold: Duration,
+    /// One permit per request held at once.
+    held: Arc<Semaphore>,
 }
 
 impl Holder {
     pub fn new(client: Client, hold: Duration) -> Self {
-        Self { client, hold }
+        Self {
+            client,
+            hold,
+            held: Arc::new(Semaphore::new(DEFAULT_MAX_HELD)),
+        }
+    }
+
+    /// At most `max` requests held at once; more are answered `503` at once.
+    pub fn with_max_held(mut self, max: usize) -> Self {
+        self.held = Arc::new(Semaphore::new(max));
+        self
     }
 
     pub fn client(&self) -> &Client {
         &self.client
     }
 
-    /// Decides the fate of a request for `request`.
-    pub async fn hold(&self, request: ActionRequest, ask: Ask) -> Verdict {
-        match self.decide(request, ask).await {
+    /// Decides the fate of the request `binding` describes, asking for `request`.
+    pub async fn hold(&self, mut request: ActionRequest, binding: Binding, ask: Ask) -> Verdict {
+        let Ok(_permit) = self.held.try_acquire() else {
+            tracing::warn!("too many requests held for approval; refusing one");
+            return Verdict::Answer(refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "too many requests are waiting for approval here; try again later",
+                None,
+            ));
+        };
+        let digest = binding.digest.clone();
+        request.binding = Some(binding);
+        match self.decide(request, &digest, ask).await {
             Ok(verdict) => verdict,
             Err(e) => Verdict::Answer(failure(&e)),
         }
     }
 
-    async fn decide(&self, request: ActionRequest, ask: Ask) -> Result<Verdict, ClientError> {
-        let (action, respond_async, resumed) = match ask {
-            Ask::Hold => (self.client.request(&request).await?, false, false),
-            Ask::RespondAsync => (self.client.request(&request).await?, true, false),
+    async fn decide(
+        &self,
+        request: ActionRequest,
+        digest: &str,
+        ask: Ask,
+    ) -> Result<Verdict, ClientError> {
+        let (action, respond_async) = match ask {
+            Ask::Hold => (self.client.request(&request).await?, false),
+            Ask::RespondAsync => (self.client.request(&request).await?, true),
             Ask::Resume { id, respond_async } => {
                 let action = self.client.get(&id).await?;
-                // An approval is for one action on one resource by one requester: a
-                // caller cannot carry it over to another request.
+                // An approval is for one request by one requester: a caller cannot carry
+                // it over to another (another body, path, method or person).
                 if action.action != request.action
                     || action.resource != request.resource
                     || action.requester.id != request.requester.id
+                    || action.binding.as_ref().map(|b| b.digest.as_str()) != Some(digest)
                 {
                     return Ok(Verdict::Answer(refusal(
                         StatusCode::FORBIDDEN,
@@ -113,26 +152,36 @@ impl Holder {
                         Some(&action),
                     )));
                 }
-                (action, respond_async, true)
+                (action, respond_async)
             }
         };
         let action = if action.is_pending() && !respond_async {
             self.client.wait(&action.id, self.hold).await?
-        } else if action.status == Status::Approved {
-            self.client.verify_grant(&action).await?;
-            action
         } else {
             action
         };
-        Ok(match action.status {
-            Status::Approved if resumed && !self.client.consume_grant(&action).await? => {
-                Verdict::Answer(refusal(
+        if action.status == Status::Approved {
+            // The grant names this very request (the client checks `dig` against the
+            // action's binding, and the binding against ours here).
+            let claims = self.client.verify_grant(&action).await?;
+            if claims.dig.as_deref() != Some(digest) {
+                return Ok(Verdict::Answer(refusal(
                     StatusCode::FORBIDDEN,
                     "forbidden",
+                    "the approval is for another request",
+                    Some(&action),
+                )));
+            }
+            if !self.client.consume_grant(&action).await? {
+                return Ok(Verdict::Answer(refusal(
+                    StatusCode::CONFLICT,
+                    "conflict",
                     "this approval was already used (or revoked)",
                     Some(&action),
-                ))
+                )));
             }
+        }
+        Ok(match action.status {
             Status::Approved => Verdict::Approved(Box::new(action)),
             Status::Pending if respond_async => Verdict::Answer(accepted(&self.client, &action)),
             Status::Pending => Verdict::Answer(still_pending(&self.client, &action)),
@@ -174,6 +223,7 @@ pub(super) fn rejection(status: StatusCode, message: &str) -> Response {
         400 => "invalid_request",
         401 => "unauthorized",
         403 => "forbidden",
+        413 => "payload_too_large",
         _ => "error",
     };
     refusal(status, code, message, None)

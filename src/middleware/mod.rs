@@ -28,14 +28,15 @@
 //! # }
 //! ```
 
+pub mod canonical;
 mod hold;
 mod routes;
 
-pub use hold::{Ask, DEFAULT_HOLD, Holder, Verdict};
+pub use hold::{Ask, DEFAULT_HOLD, DEFAULT_MAX_HELD, Holder, Verdict};
 pub use routes::RoutePattern;
 
 use crate::client::Client;
-use crate::domain::ActionRequest;
+use crate::domain::{ActionRequest, Binding};
 use axum::body::Body;
 use axum::http::request::Parts;
 use axum::http::{Request, StatusCode};
@@ -70,7 +71,12 @@ pub struct RequireApproval {
     holder: Holder,
     routes: Arc<Vec<RoutePattern>>,
     extract: Arc<Extractor>,
+    max_body: usize,
 }
+
+/// The largest body of a held request by default: it is read whole, to bind the approval
+/// to it, and kept while the request waits.
+pub const DEFAULT_MAX_HELD_BODY: usize = 1 << 20;
 
 impl RequireApproval {
     /// No route gated yet, and an extractor that refuses everything: configure both.
@@ -84,6 +90,7 @@ impl RequireApproval {
                     "no approval extractor configured".into(),
                 ))
             }),
+            max_body: DEFAULT_MAX_HELD_BODY,
         }
     }
 
@@ -114,6 +121,19 @@ impl RequireApproval {
     /// the action stays pending.
     pub fn hold_timeout(mut self, timeout: Duration) -> Self {
         self.holder = Holder::new(self.holder.client().clone(), timeout);
+        self
+    }
+
+    /// At most `max` requests held at once (default [`DEFAULT_MAX_HELD`]); more are
+    /// answered `503` at once.
+    pub fn max_held(mut self, max: usize) -> Self {
+        self.holder = self.holder.with_max_held(max);
+        self
+    }
+
+    /// The largest body a held request may have (default 1 MiB; `413` beyond).
+    pub fn max_body_bytes(mut self, max: usize) -> Self {
+        self.max_body = max;
         self
     }
 }
@@ -152,6 +172,16 @@ where
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         // Only the gate sets the grant header: a caller's own is never passed on.
         request.headers_mut().remove(headers::GRANT);
+        // Every request goes on with its canonical target, the one routes are matched on,
+        // so the service behind cannot read a path the routes did not see.
+        match canonical::uri(request.method(), request.uri()) {
+            Ok(None) => {}
+            Ok(Some(uri)) => *request.uri_mut() = uri,
+            Err(e) => {
+                let answer = hold::rejection(StatusCode::BAD_REQUEST, &e.to_string());
+                return Box::pin(async move { Ok(answer) });
+            }
+        }
         let gated = self
             .config
             .routes
@@ -177,15 +207,28 @@ where
                 Ok(r) => r,
                 Err((status, message)) => return Ok(hold::rejection(status, &message)),
             };
-            match config.holder.hold(action_request, ask).await {
+            // The body is read whole: the approval is bound to it, and exactly these
+            // bytes are passed on.
+            let Ok(body) = axum::body::to_bytes(body, config.max_body).await else {
+                return Ok(hold::rejection(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the body of a request that needs approval is too large",
+                ));
+            };
+            let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            let binding = Binding::of(parts.method.as_str(), target, &body, None);
+            match config.holder.hold(action_request, binding, ask).await {
                 Verdict::Approved(action) => {
                     for (name, value) in Verdict::grant_headers(&action) {
                         parts.headers.insert(name, value);
                     }
-                    inner.call(Request::from_parts(parts, body)).await
+                    inner
+                        .call(Request::from_parts(parts, Body::from(body)))
+                        .await
                 }
                 Verdict::Answer(answer) => Ok(answer),
             }
         })
     }
 }
+

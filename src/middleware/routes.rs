@@ -55,8 +55,13 @@ impl fmt::Display for RoutePattern {
 }
 
 impl RoutePattern {
+    /// Whether a request is under this pattern; `path` must be canonical
+    /// ([`super::canonical::path`]), and a `GET` pattern covers `HEAD`.
     pub fn matches(&self, method: &Method, path: &str) -> bool {
-        self.method.as_ref().is_none_or(|m| m == method) && self.path.matches(path)
+        self.method
+            .as_ref()
+            .is_none_or(|m| super::canonical::method_matches(m, method))
+            && self.path.matches(path)
     }
 }
 

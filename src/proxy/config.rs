@@ -3,6 +3,7 @@
 //! limits. Parsed once at start into checked types; unknown fields are errors.
 
 use super::template::Template;
+use crate::middleware::canonical;
 use axum::http::Method;
 use regex::Regex;
 use serde::Deserialize;
@@ -25,8 +26,11 @@ pub struct Limits {
     pub upstream_timeout: Duration,
     /// The largest request body passed to the upstream (413 beyond).
     pub max_body_bytes: u64,
-    /// The largest body read to check a route's `body` condition (413 beyond).
+    /// The largest body read to check a route's `body` condition, and of a held request
+    /// (read whole to bind the approval to it); 413 beyond.
     pub max_inspected_body_bytes: usize,
+    /// How many requests are held at once; more are answered `503`.
+    pub max_held: usize,
 }
 
 impl Default for Limits {
@@ -36,16 +40,27 @@ impl Default for Limits {
             upstream_timeout: Duration::from_secs(60),
             max_body_bytes: 1 << 30,
             max_inspected_body_bytes: 1 << 20,
+            max_held: crate::middleware::DEFAULT_MAX_HELD,
         }
     }
 }
 
 #[derive(Debug)]
 pub enum RequesterSource {
-    /// The value of this request header (set by a trusted front proxy or gateway).
-    Header(String),
-    /// A claim of a bearer JWT verified against a JWKS.
+    /// Request headers set by a trusted front proxy or gateway.
+    Header(Fields),
+    /// Claims of a bearer JWT verified against a JWKS.
     Jwt(JwtSource),
+}
+
+/// Where the requester's id, email and Slack member id come from: header names, or claim
+/// names of the verified JWT. Email or Slack id let Greenlight recognise the requester
+/// among the approvers (rules that forbid self-approval refuse requests without either).
+#[derive(Debug, Default)]
+pub struct Fields {
+    pub id: String,
+    pub email: Option<String>,
+    pub slack_user: Option<String>,
 }
 
 #[derive(Debug)]
@@ -53,7 +68,8 @@ pub struct JwtSource {
     pub jwks_url: String,
     pub issuer: Option<String>,
     pub audience: Option<String>,
-    pub claim: String,
+    /// Claim names: `id` is the JWT's `claim` (default `sub`).
+    pub claims: Fields,
     pub algorithms: Vec<jsonwebtoken::Algorithm>,
 }
 
@@ -80,9 +96,16 @@ pub struct BodyCondition {
 }
 
 impl Route {
-    /// The path parameters when `method` and `path` match (the body is checked apart).
+    /// The path parameters, percent-decoded, when `method` and `path` match (the body is
+    /// checked apart). `path` must be canonical ([`canonical::path`]); a `GET` route
+    /// covers `HEAD`.
     pub fn matches(&self, method: &Method, path: &str) -> Option<Vec<(String, String)>> {
-        if !self.methods.is_empty() && !self.methods.contains(method) {
+        if !self.methods.is_empty()
+            && !self
+                .methods
+                .iter()
+                .any(|m| canonical::method_matches(m, method))
+        {
             return None;
         }
         let found = self.matcher.at(path).ok()?;
@@ -90,7 +113,7 @@ impl Route {
             found
                 .params
                 .iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .map(|(k, v)| (k.to_owned(), canonical::decode_param(v).into_owned()))
                 .collect(),
         )
     }
@@ -113,13 +136,18 @@ struct RawLimits {
     upstream_timeout: Option<String>,
     max_body_bytes: Option<u64>,
     max_inspected_body_bytes: Option<usize>,
+    max_held: Option<usize>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRequester {
     header: Option<String>,
+    email_header: Option<String>,
+    slack_user_header: Option<String>,
     jwt: Option<RawJwt>,
+    email_claim: Option<String>,
+    slack_user_claim: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -176,15 +204,7 @@ impl ProxyConfig {
     pub fn parse(text: &str) -> Result<Self, String> {
         let raw: Raw = toml::from_str(text).map_err(|e| e.to_string())?;
         let limits = limits(raw.proxy)?;
-        let requester = match (raw.requester.header, raw.requester.jwt) {
-            (Some(h), None) => {
-                axum::http::HeaderName::try_from(h.as_str())
-                    .map_err(|_| format!("requester.header: `{h}` is not a header name"))?;
-                RequesterSource::Header(h.to_ascii_lowercase())
-            }
-            (None, Some(jwt)) => RequesterSource::Jwt(jwt_source(jwt)?),
-            _ => return Err("[requester] needs exactly one of `header` and `jwt`".into()),
-        };
+        let requester = requester(raw.requester)?;
         let routes = raw
             .routes
             .into_iter()
@@ -195,6 +215,45 @@ impl ProxyConfig {
             requester,
             routes,
         })
+    }
+}
+
+fn requester(raw: RawRequester) -> Result<RequesterSource, String> {
+    let header = |field: &str, h: String| {
+        axum::http::HeaderName::try_from(h.as_str())
+            .map(|_| h.to_ascii_lowercase())
+            .map_err(|_| format!("requester.{field}: `{h}` is not a header name"))
+    };
+    match (raw.header, raw.jwt) {
+        (Some(h), None) => {
+            // With headers, identities come from headers only, and the reverse: a claim
+            // name here, or a header beside a verified token, would be taken on trust.
+            if raw.email_claim.is_some() || raw.slack_user_claim.is_some() {
+                return Err(
+                    "requester: `email_claim`/`slack_user_claim` need `jwt`; with `header` use `email_header`/`slack_user_header`".into(),
+                );
+            }
+            Ok(RequesterSource::Header(Fields {
+                id: header("header", h)?,
+                email: raw.email_header.map(|h| header("email_header", h)).transpose()?,
+                slack_user: raw
+                    .slack_user_header
+                    .map(|h| header("slack_user_header", h))
+                    .transpose()?,
+            }))
+        }
+        (None, Some(jwt)) => {
+            if raw.email_header.is_some() || raw.slack_user_header.is_some() {
+                return Err(
+                    "requester: with `jwt`, email and Slack id come from the verified token: use `email_claim`/`slack_user_claim`".into(),
+                );
+            }
+            let mut source = jwt_source(jwt)?;
+            source.claims.email = raw.email_claim;
+            source.claims.slack_user = raw.slack_user_claim;
+            Ok(RequesterSource::Jwt(source))
+        }
+        _ => Err("[requester] needs exactly one of `header` and `jwt`".into()),
     }
 }
 
@@ -219,6 +278,10 @@ fn limits(raw: RawLimits) -> Result<Limits, String> {
         max_inspected_body_bytes: raw
             .max_inspected_body_bytes
             .unwrap_or(d.max_inspected_body_bytes),
+        max_held: match raw.max_held {
+            Some(0) => return Err("proxy.max_held: at least 1".into()),
+            n => n.unwrap_or(d.max_held),
+        },
     })
 }
 
@@ -248,7 +311,10 @@ fn jwt_source(raw: RawJwt) -> Result<JwtSource, String> {
         jwks_url: raw.jwks_url,
         issuer: raw.issuer,
         audience: raw.audience,
-        claim: raw.claim,
+        claims: Fields {
+            id: raw.claim,
+            ..Fields::default()
+        },
         algorithms,
     })
 }

@@ -60,13 +60,15 @@ impl Upstream {
         }
     }
 
-    /// The upstream URL of a request path and query.
-    fn url(&self, parts: &Parts) -> url::Url {
+    /// The upstream URL of a (canonical) request path and query; `None` when the URL
+    /// would carry another path than the one routes were matched on.
+    fn url(&self, parts: &Parts) -> Option<url::Url> {
         let mut url = self.base.clone();
         let base_path = self.base.path().trim_end_matches('/');
-        url.set_path(&format!("{base_path}{}", parts.uri.path()));
+        let path = format!("{base_path}{}", parts.uri.path());
+        url.set_path(&path);
         url.set_query(parts.uri.query());
-        url
+        (url.path() == path).then_some(url)
     }
 
     pub async fn forward(
@@ -91,10 +93,16 @@ impl Upstream {
                 body_sent.clone(),
             )),
         };
+        let Some(url) = self.url(&parts) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "the request path cannot be forwarded as it is",
+            );
+        };
         let headers = request_headers(&parts, peer);
         let sent = self
             .http
-            .request(parts.method.clone(), self.url(&parts))
+            .request(parts.method.clone(), url)
             .headers(headers)
             .body(body)
             .send();

@@ -13,13 +13,14 @@ mod template;
 pub use config::ProxyConfig;
 
 use crate::client::Client;
-use crate::domain::{ActionRequest, Requester as RequesterInfo};
+use crate::domain::{ActionRequest, Binding, Requester as Person};
+use crate::middleware::canonical;
 use crate::middleware::headers::{ACTION_ID, GRANT};
 use crate::middleware::{Ask, Holder, Verdict};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::http::request::Parts;
 use axum::response::Response;
 use bytes::Bytes;
@@ -48,7 +49,7 @@ impl Proxy {
             routes,
         } = config;
         Arc::new(Self {
-            holder: Holder::new(client, limits.hold_timeout),
+            holder: Holder::new(client, limits.hold_timeout).with_max_held(limits.max_held),
             upstream: Upstream::new(upstream, limits.upstream_timeout, limits.max_body_bytes),
             requester: Requester::new(requester, reqwest::Client::new()),
             routes,
@@ -101,6 +102,12 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
     // Only the proxy says what was approved: a caller's own grant header never passes.
     parts.headers.remove(GRANT);
     parts.headers.remove(ACTION_ID);
+    // Routes are matched on the canonical target, and that is what is forwarded.
+    match canonical::uri(&parts.method, &parts.uri) {
+        Ok(None) => {}
+        Ok(Some(uri)) => parts.uri = uri,
+        Err(e) => return forward::error(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
 
     let (matched, outgoing) = match find_route(&proxy, &parts, body).await {
         Ok(found) => found,
@@ -117,16 +124,37 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
         Ok(id) => id,
         Err(answer) => return answer,
     };
+    // A held request's body is read whole: the approval is bound to these bytes, and
+    // exactly they are forwarded.
+    let body = match outgoing {
+        Outgoing::Read(bytes) => bytes,
+        Outgoing::Stream(body) => {
+            match axum::body::to_bytes(body, limits.max_inspected_body_bytes).await {
+                Ok(bytes) => bytes,
+                Err(_) => return forward::too_large(),
+            }
+        }
+    };
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let binding = Binding::of(
+        parts.method.as_str(),
+        target,
+        &body,
+        matched.body_field.as_deref(),
+    );
     let request = action_request(&parts, &matched, requester);
     tracing::info!(route = %matched.route.name, action = %request.action,
         resource = %request.resource, "holding a request for approval");
-    match proxy.holder.hold(request, ask).await {
+    match proxy.holder.hold(request, binding, ask).await {
         Verdict::Approved(action) => {
             for (name, value) in Verdict::grant_headers(&action) {
                 parts.headers.insert(name, value);
             }
             tracing::info!(action_id = %action.id, "approved; forwarding");
-            proxy.upstream.forward(parts, outgoing, peer).await
+            proxy
+                .upstream
+                .forward(parts, Outgoing::Read(body), peer)
+                .await
         }
         Verdict::Answer(answer) => answer,
     }
@@ -182,7 +210,7 @@ async fn find_route<'a>(
     Ok((matched, outgoing))
 }
 
-fn action_request(parts: &Parts, matched: &Matched<'_>, requester: String) -> ActionRequest {
+fn action_request(parts: &Parts, matched: &Matched<'_>, requester: Person) -> ActionRequest {
     let vars = Vars {
         method: &parts.method,
         path: parts.uri.path(),
@@ -200,10 +228,7 @@ fn action_request(parts: &Parts, matched: &Matched<'_>, requester: String) -> Ac
     ActionRequest {
         action: route.action.render(&vars),
         resource: route.resource.render(&vars),
-        requester: RequesterInfo {
-            id: requester,
-            ..Default::default()
-        },
+        requester,
         reason: route
             .reason
             .as_ref()
@@ -212,5 +237,6 @@ fn action_request(parts: &Parts, matched: &Matched<'_>, requester: String) -> Ac
         context: (!context.is_empty()).then_some(context),
         ttl_seconds: route.ttl.map(|t| t.as_secs()),
         callback_url: None,
+        binding: None,
     }
 }

@@ -1,16 +1,19 @@
-//! Who asks, for `greenlight proxy`: a header set by a trusted gateway, or a claim of a
+//! Who asks, for `greenlight proxy`: headers set by a trusted gateway, or claims of a
 //! bearer JWT verified against the identity provider's JWKS (cached, refetched on an
-//! unknown key id, the same cache the client checks grants with).
+//! unknown key id, the same cache the client checks grants with). Besides the id, an
+//! email and a Slack member id can be taken the same way, so approvers can be told
+//! apart from the requester.
 
-use super::config::{JwtSource, RequesterSource};
+use super::config::{Fields, JwtSource, RequesterSource};
 use crate::client::JwksCache;
+use crate::domain::Requester as Person;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jsonwebtoken::Validation;
 use serde_json::{Map, Value, json};
 
 pub enum Requester {
-    Header(String),
+    Header(Fields),
     Jwt(Box<Jwt>),
 }
 
@@ -30,20 +33,31 @@ impl Requester {
         }
     }
 
-    /// The requester's id, or the `401` to answer.
-    pub async fn identify(&self, headers: &HeaderMap) -> Result<String, Response> {
+    /// The requester, or the `401` to answer.
+    pub async fn identify(&self, headers: &HeaderMap) -> Result<Person, Response> {
         match self {
-            Requester::Header(name) => headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
-                .ok_or_else(|| {
+            Requester::Header(fields) => {
+                let value = |name: &str| {
+                    headers
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::trim)
+                        .filter(|v| !v.is_empty())
+                        .map(str::to_owned)
+                };
+                let id = value(&fields.id).ok_or_else(|| {
                     unauthorized(&format!(
-                        "this request needs approval; the `{name}` header names who asks"
+                        "this request needs approval; the `{}` header names who asks",
+                        fields.id
                     ))
-                }),
+                })?;
+                Ok(Person {
+                    id,
+                    email: fields.email.as_deref().and_then(value),
+                    slack_user_id: fields.slack_user.as_deref().and_then(value),
+                    name: None,
+                })
+            }
             Requester::Jwt(jwt) => {
                 let token = headers
                     .get(header::AUTHORIZATION)
@@ -66,7 +80,7 @@ impl Requester {
     }
 }
 
-async fn verify(source: &JwtSource, jwks: &JwksCache, token: &str) -> anyhow::Result<String> {
+async fn verify(source: &JwtSource, jwks: &JwksCache, token: &str) -> anyhow::Result<Person> {
     let header = jsonwebtoken::decode_header(token)?;
     // Only the configured algorithms, whatever the token claims to use.
     if !source.algorithms.contains(&header.alg) {
@@ -84,10 +98,17 @@ async fn verify(source: &JwtSource, jwks: &JwksCache, token: &str) -> anyhow::Re
         validation.set_issuer(&[iss]);
     }
     let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation)?.claims;
-    match claims.get(&source.claim) {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-        _ => anyhow::bail!("no string claim `{}`", source.claim),
-    }
+    let claim = |name: &str| match claims.get(name) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    };
+    let names = &source.claims;
+    Ok(Person {
+        id: claim(&names.id).ok_or_else(|| anyhow::anyhow!("no string claim `{}`", names.id))?,
+        email: names.email.as_deref().and_then(claim),
+        slack_user_id: names.slack_user.as_deref().and_then(claim),
+        name: None,
+    })
 }
 
 fn unauthorized(message: &str) -> Response {

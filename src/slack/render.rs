@@ -290,6 +290,33 @@ fn context_block(action: &Action) -> Option<Value> {
     Some(section(format!("*Context*\n```{}```", escape(&json))))
 }
 
+/// The one request a gate holds (the SQL statement, or the method, target and start of
+/// the body) in a code block, as it will run.
+fn preview_block(action: &Action) -> Option<Value> {
+    let preview = &action.binding.as_ref()?.preview;
+    // Inside a code block only a backtick could end it early: it is shown as `ˋ`. Control
+    // and invisible format characters (bidi overrides, zero-width) show as `�`, so the
+    // text approvers read is the text that runs.
+    let shown: String = preview
+        .chars()
+        .map(|c| match c {
+            '`' => '\u{2cb}',
+            '\n' | '\t' => c,
+            c if c.is_control() || is_invisible_format(c) => '\u{fffd}',
+            c => c,
+        })
+        .collect();
+    Some(section(format!(
+        "*Request*\n```{}```",
+        escape(&clip(&shown, SECTION_MAX - 40))
+    )))
+}
+
+/// Bidirectional controls and zero-width characters: they change what text looks like.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+}
+
 fn votes_block(action: &Action) -> Option<Value> {
     if action.votes.is_empty() {
         return None;
@@ -444,6 +471,7 @@ pub fn approval_message(action: &Action) -> Message {
             text(reason, SECTION_MAX - 20, Lines::Quoted)
         )));
     }
+    blocks.extend(preview_block(action));
     blocks.extend(context_block(action));
     blocks.extend(votes_block(action));
     if status == Status::Pending {
@@ -614,6 +642,7 @@ mod tests {
             expires_at: at(10),
             callback_url: None,
             escalation: None,
+            binding: None,
             decision: None,
         }
     }
@@ -790,6 +819,24 @@ mod tests {
         assert_eq!(deny["value"], a.id.as_str());
         assert_eq!(deny["confirm"]["confirm"]["text"], "Deny");
         assert_eq!(deny["confirm"]["style"], "danger");
+    }
+
+    #[test]
+    fn the_held_request_is_shown_as_it_will_run() {
+        let mut a = action();
+        a.binding = Some(crate::domain::Binding::of(
+            "POST",
+            "/sql",
+            b"",
+            Some("DELETE FROM `users` <@U0BOB>\u{202e}1=1 WHERE id = 1"),
+        ));
+        let dump = approval_message(&a).blocks.to_string();
+        assert!(
+            dump.contains(
+                "*Request*\\n```DELETE FROM \u{2cb}users\u{2cb} &lt;@U0BOB&gt;\u{fffd}1=1 WHERE id = 1```"
+            ),
+            "{dump}"
+        );
     }
 
     #[test]
