@@ -282,6 +282,7 @@ mod tests {
             ApiError::Conflict("x".into()),
             ApiError::PayloadTooLarge,
             ApiError::UnsupportedMediaType,
+            ApiError::RequesterUnverifiable("x".into()),
             ApiError::Unavailable,
             ApiError::Internal(anyhow::anyhow!("x")),
         ];
