@@ -78,7 +78,11 @@ impl GrantVerifier {
         scope("act", &claims.act, &action.action)?;
         scope("res", &claims.res, &action.resource)?;
         if let Some(binding) = &action.binding {
-            scope("dig", claims.dig.as_deref().unwrap_or_default(), &binding.digest)?;
+            scope(
+                "dig",
+                claims.dig.as_deref().unwrap_or_default(),
+                &binding.digest,
+            )?;
         }
         Ok(claims)
     }

@@ -105,7 +105,10 @@ mod tests {
         let b = Binding::of("POST", "/a", long.as_bytes(), None);
         assert_eq!(b.preview.chars().count(), MAX_PREVIEW_CHARS);
         assert!(b.validate().is_ok());
-        assert_eq!(Binding::of("DELETE", "/a/1", b"", None).preview, "DELETE /a/1");
+        assert_eq!(
+            Binding::of("DELETE", "/a/1", b"", None).preview,
+            "DELETE /a/1"
+        );
         let bad = Binding {
             digest: "ABC".into(),
             preview: String::new(),

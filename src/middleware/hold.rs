@@ -311,6 +311,13 @@ fn failure(e: &ClientError) -> Response {
             &format!("Greenlight rejected the approval request: {message}"),
             None,
         ),
+        // The gate describes requesters without an email or Slack id, under a rule that
+        // forbids self-approval: a configuration to fix, said as Greenlight says it.
+        ClientError::Api {
+            status: 422,
+            code,
+            message,
+        } => refusal(StatusCode::UNPROCESSABLE_ENTITY, code, message, None),
         ClientError::Api { status: 404, .. } => refusal(
             StatusCode::FORBIDDEN,
             "forbidden",

@@ -235,7 +235,10 @@ fn requester(raw: RawRequester) -> Result<RequesterSource, String> {
             }
             Ok(RequesterSource::Header(Fields {
                 id: header("header", h)?,
-                email: raw.email_header.map(|h| header("email_header", h)).transpose()?,
+                email: raw
+                    .email_header
+                    .map(|h| header("email_header", h))
+                    .transpose()?,
                 slack_user: raw
                     .slack_user_header
                     .map(|h| header("slack_user_header", h))
