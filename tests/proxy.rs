@@ -32,6 +32,7 @@ max_body_bytes = 67108864
 
 [requester]
 header = "x-user"
+email_header = "x-user-email"
 
 [[route]]
 name = "delete-account"
@@ -225,6 +226,7 @@ async fn forwards_a_held_delete_once_approved_with_the_grant(backend: Backend) {
         reqwest::Client::new()
             .delete(format!("{}/accounts/42?hard=1", proxy.base))
             .header("x-user", "alice")
+            .header("x-user-email", "alice@example.com")
             .header("x-reason", "GDPR erasure request 77")
             .header("greenlight-grant", "forged-by-the-caller"),
     ));
@@ -262,7 +264,8 @@ async fn refuses_a_held_delete_after_deny(backend: Backend) {
     let held = tokio::spawn(send(
         reqwest::Client::new()
             .delete(format!("{}/accounts/42", proxy.base))
-            .header("x-user", "alice"),
+            .header("x-user", "alice")
+            .header("x-user-email", "alice@example.com"),
     ));
     let action = pending_action(&app).await;
     assert_eq!(
@@ -300,6 +303,7 @@ async fn holds_only_destructive_sql_statements(backend: Backend) {
     let held = tokio::spawn(send(
         http.post(format!("{}/sql", proxy.base))
             .header("x-user", "alice")
+            .header("x-user-email", "alice@example.com")
             .json(&drop),
     ));
     let action = pending_action(&app).await;
@@ -425,6 +429,9 @@ on_both_backends!(
     holds_only_destructive_sql_statements,
     passes_unmatched_requests_through_untouched,
     streams_bodies_both_ways,
+    the_proxy_matches_the_path_it_forwards,
+    one_approval_releases_exactly_the_approved_request_once,
+    an_unverifiable_requester_is_refused,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -475,7 +482,8 @@ async fn a_forged_decision_on_redis_does_not_release_a_request() {
     let held = tokio::spawn(send(
         reqwest::Client::new()
             .delete(format!("{}/accounts/42", proxy.base))
-            .header("x-user", "alice"),
+            .header("x-user", "alice")
+            .header("x-user-email", "alice@example.com"),
     ));
     let action = pending_action(&app).await;
     let id = action["id"].as_str().unwrap();
@@ -510,9 +518,9 @@ async fn a_forged_decision_on_redis_does_not_release_a_request() {
 async fn takes_the_requester_from_a_verified_bearer_token() {
     let app = spawn_app(Backend::Memory).await;
     let routes = ROUTES.replace(
-        "[requester]\nheader = \"x-user\"\n",
+        "[requester]\nheader = \"x-user\"\nemail_header = \"x-user-email\"\n",
         &format!(
-            "[requester.jwt]\njwks_url = \"{}/.well-known/jwks.json\"\naudience = \"app\"\nalgorithms = [\"EdDSA\"]\n",
+            "[requester]\nslack_user_claim = \"sub\"\n[requester.jwt]\njwks_url = \"{}/.well-known/jwks.json\"\naudience = \"app\"\nalgorithms = [\"EdDSA\"]\n",
             app.base
         ),
     );
@@ -535,6 +543,8 @@ async fn takes_the_requester_from_a_verified_bearer_token() {
     let held = tokio::spawn(send(http.delete(&url).bearer_auth(&token)));
     let action = pending_action(&app).await;
     assert_eq!(action["requester"]["id"], "u-123");
+    // The Slack id comes from a claim of the verified token (here the grant's `sub`).
+    assert_eq!(action["requester"]["slack_user_id"], "u-123");
     assert_eq!(
         app.decide(action["id"].as_str().unwrap(), "approved")
             .await
@@ -545,4 +555,212 @@ async fn takes_the_requester_from_a_verified_bearer_token() {
     assert_eq!(status, 200, "{seen}");
     // The caller's own credentials still reach the upstream.
     assert_eq!(seen["headers"]["authorization"], format!("Bearer {token}"));
+}
+
+/// The real `greenlight proxy` binary, as an operator runs it, in front of a recording
+/// upstream. Killed on drop.
+struct ProxyProcess {
+    base: String,
+    upstream: Upstream,
+    _child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+async fn proxy_process(app: &TestApp, routes: &str) -> ProxyProcess {
+    let upstream = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("routes.toml");
+    std::fs::write(&file, routes).unwrap();
+    let port = common::free_port();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_greenlight"))
+        .args(["proxy", "--upstream", &upstream.base, "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--routes")
+        .arg(&file)
+        .env("GREENLIGHT_URL", &app.base)
+        .env("GREENLIGHT_CLIENT_ID", "app")
+        .env("GREENLIGHT_CLIENT_SECRET", &app.secrets["app"])
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return ProxyProcess {
+                base,
+                upstream,
+                _child: child,
+                _dir: dir,
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("greenlight proxy did not start");
+}
+
+/// One HTTP/1.1 request with the target exactly as written (HTTP clients would normalise
+/// it first): the status and the whole answer.
+async fn raw(base: &str, method: &str, target: &str, headers: &str, body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "{method} {target} HTTP/1.1\r\nhost: {addr}\r\n{headers}connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    (answer[9..12].parse().unwrap(), answer)
+}
+
+const ALICE: &str = "x-user: alice\r\nx-user-email: alice@example.com\r\n";
+
+/// Every way of writing `/accounts/42` that an upstream reads as it is held like it, and
+/// the upstream receives the canonical path once approved; a path with no safe canonical
+/// form, or a lower-case method, is refused and never reaches the upstream.
+async fn the_proxy_matches_the_path_it_forwards(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let routes = format!(
+        "{ROUTES}\n[[route]]\nname = \"export\"\nmethods = [\"GET\"]\npath = \"/accounts/{{id}}/export\"\naction = \"accounts.export\"\nresource = \"accounts/{{id}}\"\n"
+    );
+    let proxy = proxy_process(&app, &routes).await;
+    let mut approved = 0;
+    for trick in [
+        "/x/../accounts/42",
+        "/accounts/./42",
+        "/x/%2e%2e/accounts/42",
+        "//accounts/42",
+        "/accounts/42/",
+        "/accounts/%34%32",
+    ] {
+        let base = proxy.base.clone();
+        let target = trick.to_owned();
+        let held = tokio::spawn(async move { raw(&base, "DELETE", &target, ALICE, "").await });
+        let action = pending_action(&app).await;
+        assert_eq!(action["resource"], "accounts/42", "{trick}");
+        assert_eq!(
+            proxy.upstream.reached.load(Ordering::SeqCst),
+            approved,
+            "{trick}"
+        );
+        let id = action["id"].as_str().unwrap();
+        assert_eq!(app.decide(id, "approved").await.status, 200);
+        let (status, answer) = held.await.unwrap();
+        assert_eq!(status, 200, "{trick}: {answer}");
+        assert!(
+            answer.contains(r#""uri":"/accounts/42""#),
+            "{trick}: {answer}"
+        );
+        approved += 1;
+    }
+    let forwarded = proxy.upstream.reached.load(Ordering::SeqCst);
+    for refused in [
+        "/accounts%2F42",
+        "/accounts%5C42",
+        "/accounts\\42",
+        "/accounts;v=1/42",
+        "/x/%252e%252e/accounts/42",
+        "/accounts/%ff",
+    ] {
+        let (status, answer) = raw(&proxy.base, "DELETE", refused, ALICE, "").await;
+        assert_eq!(status, 400, "{refused}: {answer}");
+    }
+    assert_eq!(
+        raw(&proxy.base, "delete", "/accounts/42", ALICE, "")
+            .await
+            .0,
+        400
+    );
+    assert_eq!(proxy.upstream.reached.load(Ordering::SeqCst), forwarded);
+    assert!(app.service.pending(10).await.unwrap().is_empty());
+
+    // HEAD is held by the GET route.
+    let base = proxy.base.clone();
+    let held =
+        tokio::spawn(async move { raw(&base, "HEAD", "/accounts/7/export", ALICE, "").await });
+    let action = pending_action(&app).await;
+    assert_eq!(action["action"], "accounts.export");
+    assert_eq!(
+        app.decide(action["id"].as_str().unwrap(), "denied")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(held.await.unwrap().0, 403);
+    assert_eq!(proxy.upstream.reached.load(Ordering::SeqCst), forwarded);
+}
+
+/// An approved statement releases that statement, once: the same action id with another
+/// body is refused, and a second use of the approved one is a 409. The approvers saw the
+/// statement itself.
+async fn one_approval_releases_exactly_the_approved_request_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let proxy = proxy_process(&app, ROUTES).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/sql", proxy.base);
+    let call = |query: &str| {
+        http.post(&url)
+            .header("x-user", "alice")
+            .header("x-user-email", "alice@example.com")
+            .header("prefer", "respond-async")
+            .json(&json!({ "query": query }))
+    };
+    let approved = "DELETE FROM sessions WHERE expired";
+    let (status, headers, body) = send(call(approved)).await;
+    assert_eq!(status, 202, "{body}");
+    let id = headers["greenlight-action-id"].to_str().unwrap().to_owned();
+    let action = app.get("app", &id).await.body;
+    assert_eq!(action["binding"]["preview"], approved);
+    assert_eq!(app.decide(&id, "approved").await.status, 200);
+
+    let (status, _, body) =
+        send(call("DROP TABLE users").header("greenlight-action-id", &id)).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(proxy.upstream.reached.load(Ordering::SeqCst), 0);
+
+    let (status, _, seen) = send(call(approved).header("greenlight-action-id", &id)).await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["body"], json!({ "query": approved }).to_string());
+    let (status, _, body) = send(call(approved).header("greenlight-action-id", &id)).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(proxy.upstream.reached.load(Ordering::SeqCst), 1);
+
+    // A held (not resumed) approval is spent too: its action id cannot release another.
+    let held = tokio::spawn(send(
+        http.post(&url)
+            .header("x-user", "alice")
+            .header("x-user-email", "alice@example.com")
+            .json(&json!({ "query": approved })),
+    ));
+    let action = pending_action(&app).await;
+    let id = action["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.decide(&id, "approved").await.status, 200);
+    assert_eq!(held.await.unwrap().0, 200);
+    let (status, _, _) = send(call(approved).header("greenlight-action-id", &id)).await;
+    assert_eq!(status, 409);
+    assert_eq!(proxy.upstream.reached.load(Ordering::SeqCst), 2);
+}
+
+/// Without an email or Slack id, a rule that forbids self-approval cannot be enforced:
+/// the request is refused, not silently open to its requester's own click.
+async fn an_unverifiable_requester_is_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let proxy = proxy_process(&app, ROUTES).await;
+    let (status, answer) = raw(
+        &proxy.base,
+        "DELETE",
+        "/accounts/1",
+        "x-user: alice\r\n",
+        "",
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer.contains("requester_unverifiable"), "{answer}");
+    assert_eq!(proxy.upstream.reached.load(Ordering::SeqCst), 0);
+    assert!(app.service.pending(10).await.unwrap().is_empty());
 }
