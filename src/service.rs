@@ -271,18 +271,18 @@ impl Service {
             client: client.id(),
             context: &request.context,
         });
+        if eval.reason_required && request.reason.is_none() {
+            return Err(ServiceError::Invalid(format!(
+                "reason: required by rule `{}`",
+                eval.rule_name
+            )));
+        }
         if eval.decision == RuleDecision::Require
             && !eval.allow_self_approval
             && request.requester.email.is_none()
             && request.requester.slack_user_id.is_none()
         {
             return Err(ServiceError::RequesterUnverifiable(eval.rule_name.clone()));
-        }
-        if eval.reason_required && request.reason.is_none() {
-            return Err(ServiceError::Invalid(format!(
-                "reason: required by rule `{}`",
-                eval.rule_name
-            )));
         }
         // Whole seconds, as the action object shows them, so expiry matches what callers see.
         let now = Utc::now().trunc_subsecs(0);

@@ -80,7 +80,7 @@ struct Waiting {
     started: Instant,
 }
 
-const REQUESTER: [&str; 2] = ["--requester", "u-123"];
+const REQUESTER: [&str; 4] = ["--requester", "u-123", "--email", "alice@example.com"];
 
 async fn request_and_wait(app: &TestApp, extra: &[&str]) -> Waiting {
     let mut cmd = greenlight(app, "app");
@@ -323,6 +323,8 @@ async fn request_json_prints_the_action_object(backend: Backend) {
             "svc/a",
             "--requester",
             "u-1",
+            "--email",
+            "alice@example.com",
             "--wait",
             "--json",
         ],
@@ -345,6 +347,8 @@ async fn auto_decided_requests_exit_at_once(backend: Backend) {
             "svc/a",
             "--requester",
             "u-1",
+            "--email",
+            "alice@example.com",
             "--wait",
         ]
     };
@@ -483,6 +487,8 @@ async fn errors_exit_1_with_a_message(backend: Backend) {
             "r",
             "--requester",
             "u-1",
+            "--email",
+            "alice@example.com",
         ],
     )
     .await;
@@ -544,6 +550,8 @@ fn usage_errors_exit_2() {
         "r",
         "--requester",
         "u",
+        "--email",
+        "alice@example.com",
     ];
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["decide", id], "--approve"),

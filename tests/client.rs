@@ -28,6 +28,7 @@ fn deploy() -> ActionRequest {
         resource: "svc/payments".into(),
         requester: Requester {
             id: "u-123".into(),
+            email: Some("alice@example.com".into()),
             ..Default::default()
         },
         reason: Some("release 42".into()),

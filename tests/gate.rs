@@ -47,12 +47,20 @@ async fn gate(app: &TestApp, action: &str, extra: &[&str], redis_wait: bool) -> 
         cmd.env("GREENLIGHT_CLIENT_REDIS_URL", redis.url())
             .env("GREENLIGHT_REDIS_PREFIX", &app.prefix);
     }
-    cmd.args(["gate", "--requester", "u-123", "--action", action])
-        .args(["--resource", "svc/payments", "--reason", "release 42"])
-        .args(extra)
-        .args(["--", "sh", "-c", SCRIPT, "gated"])
-        .arg(&out)
-        .stderr(Stdio::piped());
+    cmd.args([
+        "gate",
+        "--requester",
+        "u-123",
+        "--email",
+        "alice@example.com",
+        "--action",
+        action,
+    ])
+    .args(["--resource", "svc/payments", "--reason", "release 42"])
+    .args(extra)
+    .args(["--", "sh", "-c", SCRIPT, "gated"])
+    .arg(&out)
+    .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("the greenlight binary runs");
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut seen = String::new();
@@ -185,7 +193,15 @@ async fn auto_approved_actions_run_at_once(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("ran");
     let status = greenlight(&app, "app")
-        .args(["gate", "--requester", "u-123", "--action", "read.logs"])
+        .args([
+            "gate",
+            "--requester",
+            "u-123",
+            "--email",
+            "alice@example.com",
+            "--action",
+            "read.logs",
+        ])
         .args([
             "--resource",
             "svc/payments",
@@ -275,7 +291,15 @@ async fn sigterm_reaches_the_running_command() {
     let started = dir.path().join("started");
     let script = r#"trap 'exit 42' TERM; touch "$1"; while true; do sleep 0.1; done"#;
     let mut child = greenlight(&app, "app")
-        .args(["gate", "--requester", "u-123", "--action", "read.logs"])
+        .args([
+            "gate",
+            "--requester",
+            "u-123",
+            "--email",
+            "alice@example.com",
+            "--action",
+            "read.logs",
+        ])
         .args([
             "--resource",
             "svc/payments",

@@ -304,8 +304,12 @@ async fn boundary_values_are_accepted(backend: Backend) {
             with("callback_url", json!("http://127.0.0.1:9/hook")),
         ),
         (
-            "only the required fields",
-            json!({"action": "deploy.prod", "resource": "r", "requester": {"id": "u-1"}}),
+            "only the required fields (and an email, as self-approval is forbidden)",
+            json!({"action": "deploy.prod", "resource": "r", "requester": {"id": "u-1", "email": "u1@example.com"}}),
+        ),
+        (
+            "a Slack id instead of an email",
+            json!({"action": "deploy.prod", "resource": "r", "requester": {"id": "u-1", "slack_user_id": "U0U1"}}),
         ),
     ];
     for (what, body) in cases {
@@ -318,6 +322,18 @@ async fn boundary_values_are_accepted(backend: Backend) {
             }
         }
     }
+    // A rule that forbids self-approval cannot tell approvers from a requester known by
+    // an opaque id alone: refused, with the fields named.
+    let r = app
+        .create(&json!({"action": "deploy.prod", "resource": "r", "requester": {"id": "u-1"}}))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.error_code(), "requester_unverifiable");
+    let message = r.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("email") && message.contains("slack_user_id"),
+        "{message}"
+    );
     // The probe `nothing_stored` relies on does see stored actions.
     assert!(app.service.store().next_due().await.unwrap().is_some());
 }
