@@ -50,6 +50,12 @@ fn approval(client: Client) -> RequireApproval {
                 resource: req.uri.path().trim_start_matches('/').into(),
                 requester: Requester {
                     id: user.into(),
+                    // How approvers are told apart from the requester.
+                    email: req
+                        .headers
+                        .get("x-user-email")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned),
                     ..Default::default()
                 },
                 reason: req
