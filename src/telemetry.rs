@@ -23,6 +23,10 @@ pub fn init(format: LogFormat) {
             .with_current_span(true)
             .with_span_list(true)
             .try_init(),
-        LogFormat::Pretty => builder.compact().try_init(),
+        // Colours only for a person at a terminal, not in a file or a collector.
+        LogFormat::Pretty => builder
+            .compact()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
     };
 }

@@ -29,7 +29,7 @@ pub struct Load {
 /// The request body: an action the policy auto-approves (`read.*`) or sends to people.
 pub fn body(action: &str) -> Bytes {
     Bytes::from(format!(
-        r#"{{"action":"{action}","resource":"svc/bench","requester":{{"id":"u-bench","name":"Bench"}},"reason":"benchmark","context":{{"env":"bench"}}}}"#
+        r#"{{"action":"{action}","resource":"svc/bench","requester":{{"id":"u-bench","email":"bench@example.com","name":"Bench"}},"reason":"benchmark","context":{{"env":"bench"}}}}"#
     ))
 }
 
