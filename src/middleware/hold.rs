@@ -156,6 +156,8 @@ impl Holder {
             }
         };
         let action = if action.is_pending() && !respond_async {
+            tracing::info!(action_id = %action.id, action = %action.action,
+                resource = %action.resource, "holding a request for approval");
             self.client.wait(&action.id, self.hold).await?
         } else {
             action

@@ -143,8 +143,7 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
         matched.body_field.as_deref(),
     );
     let request = action_request(&parts, &matched, requester);
-    tracing::info!(route = %matched.route.name, action = %request.action,
-        resource = %request.resource, "holding a request for approval");
+    tracing::debug!(route = %matched.route.name, "a request matches a route");
     match proxy.holder.hold(request, binding, ask).await {
         Verdict::Approved(action) => {
             for (name, value) in Verdict::grant_headers(&action) {
