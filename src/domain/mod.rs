@@ -3,6 +3,7 @@
 
 mod action;
 mod request;
+pub mod text;
 
 pub use action::{
     Action, ActionId, AlreadyDecided, DecidedBy, Decision, Escalation, Grant, InvalidActionId,
