@@ -9,7 +9,7 @@ use crate::notify::webhook::WebhookNotifier;
 use crate::policy::Policy;
 use crate::reload::{Reloader, Trigger};
 use crate::service::{Client, Loaded, Service};
-use crate::signing::Secret;
+use crate::signing::{KeyPurpose, Secret};
 use crate::slack::Slack;
 use crate::slack::api::SlackApi;
 use crate::store::{Deployment, MemoryStore, RedisStore, RedisStoreConfig, Store};
@@ -144,7 +144,9 @@ impl Application {
             .as_ref()
             .map(|s| Secret::parse(s.expose_secret()))
             .transpose()
-            .map_err(|e| anyhow::anyhow!("GREENLIGHT_NOTIFY_SECRET {e}"))?;
+            .map_err(|e| anyhow::anyhow!("GREENLIGHT_NOTIFY_SECRET {e}"))?
+            // Signed with a key derived for escalation webhooks, not the secret itself.
+            .map(|s| s.derive(KeyPurpose::EscalationWebhook));
         let webhooks = WebhookNotifier::new(http.clone(), notify_secret);
         let service = Arc::new(
             Service::new(

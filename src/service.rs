@@ -21,6 +21,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+mod webhook_ids;
+pub use webhook_ids::{SignedUse, WebhookIdUse};
+
 /// A client as the server knows it: its policy entry and its secrets (several during a
 /// rotation: the variable may hold space-separated `whsec_` values).
 #[derive(Debug)]

@@ -665,3 +665,74 @@ fn policy_explain_names_the_matching_rule() {
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("no rule matched"), "{r:?}");
 }
+
+/// `greenlight secret derive` prints the key receivers verify callbacks and escalation
+/// webhooks with, reading the secret from the environment or standard input, never from
+/// an argument.
+#[test]
+fn secret_derive_prints_the_receivers_key() {
+    use greenlight::signing::{KeyPurpose, Secret, derive_whsec};
+    let (_, secret) = Secret::generate();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut cmd = bare();
+    cmd.env("GREENLIGHT_CLIENT_SECRET", &secret);
+    let r = rt.block_on(run(cmd, &["secret", "derive", "--purpose", "callback"]));
+    assert_eq!(r.code, 0, "{r:?}");
+    let key = derive_whsec(&secret, KeyPurpose::Callback).unwrap();
+    assert_eq!(r.stdout.trim(), key);
+    assert_ne!(key, secret);
+    assert!(Secret::parse(&key).is_ok());
+
+    let mut cmd = bare();
+    cmd.env("NOTIFY", &secret);
+    let args = [
+        "secret",
+        "derive",
+        "--purpose",
+        "escalation",
+        "--env",
+        "NOTIFY",
+    ];
+    let r = rt.block_on(run(cmd, &args));
+    assert_eq!(r.code, 0, "{r:?}");
+    let key = derive_whsec(&secret, KeyPurpose::EscalationWebhook).unwrap();
+    assert_eq!(r.stdout.trim(), key);
+
+    let from_stdin = rt.block_on(async {
+        use tokio::io::AsyncWriteExt;
+        let mut cmd = bare();
+        cmd.args(["secret", "derive", "--purpose", "callback", "--stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(format!("{secret}\n").as_bytes())
+            .await
+            .unwrap();
+        drop(stdin);
+        child.wait_with_output().await.unwrap()
+    });
+    assert!(from_stdin.status.success());
+    let printed = String::from_utf8(from_stdin.stdout).unwrap();
+    assert_eq!(
+        printed.trim(),
+        derive_whsec(&secret, KeyPurpose::Callback).unwrap()
+    );
+
+    // No variable, a malformed secret, or the secret as an argument: usage errors.
+    let r = run_sync(&["secret", "derive", "--purpose", "callback"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("GREENLIGHT_CLIENT_SECRET"), "{r:?}");
+    let r = run_sync(&["secret", "derive", "--purpose", "callback", &secret]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(!r.stdout.contains("whsec_"), "{r:?}");
+    let mut cmd = bare();
+    cmd.env("GREENLIGHT_CLIENT_SECRET", "not-a-secret");
+    let r = rt.block_on(run(cmd, &["secret", "derive", "--purpose", "callback"]));
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("whsec_"), "{r:?}");
+}

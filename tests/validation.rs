@@ -49,7 +49,8 @@ fn with(field: &str, value: Value) -> Value {
 const CONTEXT_FILL: usize = 16 * 1024 - r#"{"blob":""}"#.len();
 
 /// Nothing of any rejected request reached the store: no action, idempotency key, pending
-/// index or timer.
+/// index or timer. Only its `webhook-id` is spent (`{prefix}:seen:…`): a signed body that
+/// was refused here must not be replayable on another endpoint either.
 async fn nothing_stored(app: &TestApp) {
     if let Some(r) = app.backend.redis_server() {
         let mut c = r.conn();
@@ -57,6 +58,8 @@ async fn nothing_stored(app: &TestApp) {
             .arg(format!("{}:*", app.prefix))
             .query(&mut c)
             .unwrap();
+        let seen = format!("{}:seen:", app.prefix);
+        let keys: Vec<String> = keys.into_iter().filter(|k| !k.starts_with(&seen)).collect();
         assert!(keys.is_empty(), "rejected requests stored {keys:?}");
     }
     // Every rejected body would otherwise have been a pending action with an expiry timer.

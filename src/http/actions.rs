@@ -2,7 +2,7 @@
 
 use super::error::ApiError;
 use super::openapi::{ErrorBody, SignedErrors};
-use super::signed::{SignedCreate, SignedRequest};
+use super::signed::{SignedCreate, SignedNoBody, SignedRequest};
 use super::{AppState, parse_json};
 use crate::domain::{Action, ActionId, Outcome};
 use crate::policy::Role;
@@ -97,7 +97,7 @@ async fn create(
 async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    signed: SignedRequest,
+    signed: SignedNoBody,
 ) -> Result<Json<Action>, ApiError> {
     let id = action_id(&id)?;
     Ok(Json(state.service.get(&signed.client, &id).await?))
@@ -129,7 +129,7 @@ async fn wait(
     State(state): State<AppState>,
     Path(id): Path<String>,
     query: Result<Query<WaitQuery>, QueryRejection>,
-    signed: SignedRequest,
+    signed: SignedNoBody,
 ) -> Result<ActionBody, ApiError> {
     let id = action_id(&id)?;
     let Query(query) =
