@@ -403,10 +403,11 @@ impl Service {
         }
     }
 
+    /// The action as `client` may see it (without the grant's token unless it created it).
     pub async fn get(&self, client: &Client, id: &ActionId) -> ServiceResult<Action> {
         let action = self.read(id).await?;
         Self::authorize_read(client, &action)?;
-        Ok(action)
+        Ok(action.shown_to(client.id()))
     }
 
     /// Long-poll: registers the waiter first, then reads, so a decision in between is
@@ -430,7 +431,16 @@ impl Service {
                 published = &mut waiter.receiver => match published {
                     // An empty message: one this deployment could not vouch for. Look again.
                     Ok(json) if json.is_empty() => continue,
-                    Ok(json) => return Ok(ActionBody::Published(json)),
+                    // Published as stored, grant token included: only its creator
+                    // gets it as is.
+                    Ok(json) if action.client == client.id() => {
+                        return Ok(ActionBody::Published(json));
+                    }
+                    Ok(json) => {
+                        let published: Action = serde_json::from_slice(&json)
+                            .map_err(|e| StoreError::Corrupt(format!("published action: {e}")))?;
+                        return Ok(ActionBody::Parsed(Box::new(published.shown_to(client.id()))));
+                    }
                     Err(_) => {
                         return Ok(ActionBody::Parsed(Box::new(Box::pin(self.get(client, id)).await?)));
                     }
@@ -511,7 +521,7 @@ impl Service {
             .await?;
         tracing::warn!(action_id = %id, client = client.id(), by, outcome = %action.status,
             "break-glass decision");
-        Ok(action)
+        Ok(action.shown_to(client.id()))
     }
 
     /// The expiry timer (or a late read) ends a pending action.
