@@ -126,6 +126,7 @@ impl Application {
                 SlackApi::new(http.clone(), &settings.slack_api_base, token.clone()),
                 signing.clone(),
                 settings.slack_default_channel.clone(),
+                settings.slack_team_id.clone(),
             ))),
             _ => {
                 tracing::warn!(
@@ -193,7 +194,8 @@ impl Application {
     pub async fn run(self) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "greenlight listening");
         if let Some(slack) = self.slack.clone() {
-            tokio::spawn(async move { slack.check_auth().await });
+            let shutdown = self.shutdown.clone();
+            tokio::spawn(async move { slack.check_auth(shutdown).await });
         }
         let scheduler = tokio::spawn(
             Scheduler::new(
