@@ -82,7 +82,8 @@ async fn create(
 
 /// Reads an action.
 ///
-/// Readable by its creator and by clients with the `admin` or `auditor` role.
+/// Readable by its creator and by clients with the `admin` or `auditor` role; only the
+/// creator sees the grant's `token`. Takes no body.
 #[utoipa::path(
     get,
     path = "/v1/actions/{id}",
