@@ -108,15 +108,6 @@ impl KeyPurpose {
             KeyPurpose::EscalationWebhook => "greenlight escalation webhook v1",
         }
     }
-
-    /// The purpose by its CLI name: `callback` or `escalation`.
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "callback" => Some(KeyPurpose::Callback),
-            "escalation" => Some(KeyPurpose::EscalationWebhook),
-            _ => None,
-        }
-    }
 }
 
 /// The `whsec_` key that verifies what the server sends for `purpose`, from the secret it
@@ -334,12 +325,6 @@ mod tests {
             verify(&[callback], ID, "1614265330", EXPECTED, PAYLOAD, TS),
             Err(VerifyError::Mismatch)
         );
-        assert_eq!(KeyPurpose::parse("callback"), Some(KeyPurpose::Callback));
-        assert_eq!(
-            KeyPurpose::parse("escalation"),
-            Some(KeyPurpose::EscalationWebhook)
-        );
-        assert_eq!(KeyPurpose::parse("grant"), None);
         assert_eq!(secret.to_whsec(), SECRET);
     }
 
