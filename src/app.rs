@@ -9,7 +9,7 @@ use crate::notify::webhook::WebhookNotifier;
 use crate::policy::Policy;
 use crate::reload::{Reloader, Trigger};
 use crate::service::{Client, Loaded, Service};
-use crate::signing::Secret;
+use crate::signing::{KeyPurpose, Secret};
 use crate::slack::Slack;
 use crate::slack::api::SlackApi;
 use crate::store::{Deployment, MemoryStore, RedisStore, RedisStoreConfig, Store};
@@ -126,6 +126,7 @@ impl Application {
                 SlackApi::new(http.clone(), &settings.slack_api_base, token.clone()),
                 signing.clone(),
                 settings.slack_default_channel.clone(),
+                settings.slack_team_id.clone(),
             ))),
             _ => {
                 tracing::warn!(
@@ -144,7 +145,9 @@ impl Application {
             .as_ref()
             .map(|s| Secret::parse(s.expose_secret()))
             .transpose()
-            .map_err(|e| anyhow::anyhow!("GREENLIGHT_NOTIFY_SECRET {e}"))?;
+            .map_err(|e| anyhow::anyhow!("GREENLIGHT_NOTIFY_SECRET {e}"))?
+            // Signed with a key derived for escalation webhooks, not the secret itself.
+            .map(|s| s.derive(KeyPurpose::EscalationWebhook));
         let webhooks = WebhookNotifier::new(http.clone(), notify_secret);
         let service = Arc::new(
             Service::new(
@@ -191,7 +194,8 @@ impl Application {
     pub async fn run(self) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "greenlight listening");
         if let Some(slack) = self.slack.clone() {
-            tokio::spawn(async move { slack.check_auth().await });
+            let shutdown = self.shutdown.clone();
+            tokio::spawn(async move { slack.check_auth(shutdown).await });
         }
         let scheduler = tokio::spawn(
             Scheduler::new(

@@ -34,6 +34,10 @@ pub struct Settings {
     pub slack_api_base: String,
     #[arg(long, env = "SLACK_DEFAULT_CHANNEL")]
     pub slack_default_channel: Option<String>,
+    /// The Slack workspace (team id, `T…`) whose callbacks count; unset, the bot token's
+    /// own workspace as `auth.test` names it.
+    #[arg(long, env = "SLACK_TEAM_ID")]
+    pub slack_team_id: Option<String>,
     /// Ed25519 PKCS#8 PEM that signs grants.
     #[arg(long, env = "GREENLIGHT_GRANT_SIGNING_KEY", hide_env_values = true)]
     pub grant_signing_key: Option<SecretString>,
@@ -81,6 +85,7 @@ impl Settings {
             slack_signing_secret: None,
             slack_api_base: "https://slack.com/api".into(),
             slack_default_channel: None,
+            slack_team_id: None,
             grant_signing_key: None,
             grant_previous_key: None,
             pagerduty_routing_key: None,

@@ -21,6 +21,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+mod webhook_ids;
+pub use webhook_ids::{SignedUse, WebhookIdUse};
+
 /// A client as the server knows it: its policy entry and its secrets (several during a
 /// rotation: the variable may hold space-separated `whsec_` values).
 #[derive(Debug)]
@@ -414,10 +417,11 @@ impl Service {
         }
     }
 
+    /// The action as `client` may see it (without the grant's token unless it created it).
     pub async fn get(&self, client: &Client, id: &ActionId) -> ServiceResult<Action> {
         let action = self.read(id).await?;
         Self::authorize_read(client, &action)?;
-        Ok(action)
+        Ok(action.shown_to(client.id()))
     }
 
     /// Long-poll: registers the waiter first, then reads, so a decision in between is
@@ -441,7 +445,16 @@ impl Service {
                 published = &mut waiter.receiver => match published {
                     // An empty message: one this deployment could not vouch for. Look again.
                     Ok(json) if json.is_empty() => continue,
-                    Ok(json) => return Ok(ActionBody::Published(json)),
+                    // Published as stored, grant token included: only its creator
+                    // gets it as is.
+                    Ok(json) if action.client == client.id() => {
+                        return Ok(ActionBody::Published(json));
+                    }
+                    Ok(json) => {
+                        let published: Action = serde_json::from_slice(&json)
+                            .map_err(|e| StoreError::Corrupt(format!("published action: {e}")))?;
+                        return Ok(ActionBody::Parsed(Box::new(published.shown_to(client.id()))));
+                    }
                     Err(_) => {
                         return Ok(ActionBody::Parsed(Box::new(Box::pin(self.get(client, id)).await?)));
                     }
@@ -522,7 +535,7 @@ impl Service {
             .await?;
         tracing::warn!(action_id = %id, client = client.id(), by, outcome = %action.status,
             "break-glass decision");
-        Ok(action)
+        Ok(action.shown_to(client.id()))
     }
 
     /// The expiry timer (or a late read) ends a pending action.

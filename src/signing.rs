@@ -1,8 +1,10 @@
 //! Standard Webhooks signatures (SPEC section 2): one implementation, used by the server
-//! to verify clients, by the CLI and client library to sign, and for decision callbacks.
+//! to verify clients, by the CLI and client library to sign, and for what the server sends
+//! (decision callbacks, escalation webhooks) with keys derived for that purpose.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::borrow::Cow;
@@ -54,6 +56,23 @@ impl Secret {
         (Self(bytes.to_vec()), text)
     }
 
+    /// The `whsec_` form of this secret, as Standard Webhooks libraries take it.
+    pub fn to_whsec(&self) -> String {
+        format!("whsec_{}", B64.encode(&self.0))
+    }
+
+    /// The key for one `purpose`: HKDF-SHA256 (RFC 5869) of this secret, without salt,
+    /// with the purpose's fixed `info` string, 32 bytes. Whoever holds a derived key can
+    /// verify what the server sent for that purpose, but cannot sign client requests,
+    /// nor messages of another purpose.
+    pub fn derive(&self, purpose: KeyPurpose) -> Secret {
+        let mut key = [0u8; 32];
+        Hkdf::<Sha256>::new(None, &self.0)
+            .expand(purpose.info().as_bytes(), &mut key)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        Secret(key.to_vec())
+    }
+
     fn tag(&self, msg_id: &str, timestamp: &str, content: &[u8]) -> [u8; 32] {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
         mac.update(msg_id.as_bytes());
@@ -69,6 +88,33 @@ impl Secret {
         let tag = self.tag(msg_id, &timestamp.to_string(), content);
         format!("v1,{}", B64.encode(tag))
     }
+}
+
+/// What a key derived from a secret is for. Each has a fixed `info` string, part of the
+/// wire contract: receivers derive the same key from the same secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyPurpose {
+    /// Decision callbacks, derived from the creating client's secret.
+    Callback,
+    /// Escalation webhooks, derived from `GREENLIGHT_NOTIFY_SECRET`.
+    EscalationWebhook,
+}
+
+impl KeyPurpose {
+    /// The HKDF `info` string of this purpose.
+    pub const fn info(self) -> &'static str {
+        match self {
+            KeyPurpose::Callback => "greenlight callback v1",
+            KeyPurpose::EscalationWebhook => "greenlight escalation webhook v1",
+        }
+    }
+}
+
+/// The `whsec_` key that verifies what the server sends for `purpose`, from the secret it
+/// is derived from (a client's secret for callbacks, `GREENLIGHT_NOTIFY_SECRET` for
+/// escalation webhooks), for receivers to give their Standard Webhooks library.
+pub fn derive_whsec(secret: &str, purpose: KeyPurpose) -> Result<String, SecretError> {
+    Ok(Secret::parse(secret)?.derive(purpose).to_whsec())
 }
 
 /// What a request signs: its raw body, or `{METHOD} {path-and-query}` when it has none.
@@ -233,6 +279,53 @@ mod tests {
             b"GET /v1/actions/act_1/wait?timeout=30"
         );
         assert_eq!(&*signed_content(b"{}", "POST", "/x"), b"{}");
+    }
+
+    #[test]
+    fn derived_keys_are_fixed_per_purpose_and_differ_from_the_secret() {
+        let secret = Secret::parse(SECRET).unwrap();
+        let callback = secret.derive(KeyPurpose::Callback);
+        let escalation = secret.derive(KeyPurpose::EscalationWebhook);
+        // Fixed vectors, computed independently (Python's hmac, RFC 5869 by hand):
+        // receivers in any language must derive the same keys.
+        assert_eq!(
+            derive_whsec(SECRET, KeyPurpose::Callback).unwrap(),
+            "whsec_S9VBJMRt6PfQmoKyJts8gTtP48ISdzb/klH3JT7IR7Q="
+        );
+        assert_eq!(
+            escalation.to_whsec(),
+            "whsec_rbYIz2hcPyqb+nIchKsPPRNNlqadZJVVqTW0GxgeRO4="
+        );
+        assert_eq!(callback.0.len(), 32);
+        assert_ne!(callback.0, secret.0);
+        assert_ne!(callback.0, escalation.0);
+        // What the derived key signs does not verify with the secret, nor the other way.
+        let sig = callback.sign(ID, TS, PAYLOAD);
+        assert_eq!(
+            verify(
+                std::slice::from_ref(&secret),
+                ID,
+                "1614265330",
+                &sig,
+                PAYLOAD,
+                TS
+            ),
+            Err(VerifyError::Mismatch)
+        );
+        verify(
+            std::slice::from_ref(&callback),
+            ID,
+            "1614265330",
+            &sig,
+            PAYLOAD,
+            TS,
+        )
+        .unwrap();
+        assert_eq!(
+            verify(&[callback], ID, "1614265330", EXPECTED, PAYLOAD, TS),
+            Err(VerifyError::Mismatch)
+        );
+        assert_eq!(secret.to_whsec(), SECRET);
     }
 
     #[test]

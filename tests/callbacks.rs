@@ -1,11 +1,12 @@
 //! Decision callbacks: the decided action POSTed to the client's `callback_url`, signed
-//! with its secret, retried with the same `webhook-id` until it is taken, across restarts.
+//! with the callback key derived from its secret, retried with the same `webhook-id` until it is taken, across restarts.
 
 mod common;
 
 use common::pagerduty::FakeWebhook;
 use common::python::python_verifies;
 use common::{Backend, TestApp, request, spawn_app};
+use greenlight::signing::{KeyPurpose, derive_whsec};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -37,13 +38,14 @@ async fn a_failing_receiver_gets_the_decision_once_it_recovers(backend: Backend)
     let event: Value = serde_json::from_slice(&delivered[0].body).unwrap();
     assert_eq!(event["id"], id.as_str());
     assert_eq!(event["status"], "approved");
-    // Verified by the Standard Webhooks reference library with the client's secret.
+    // Verified by the Standard Webhooks reference library with the derived callback key.
     let headers: Vec<(&str, String)> = ["webhook-id", "webhook-timestamp", "webhook-signature"]
         .iter()
         .map(|h| (*h, delivered[0].header(h).unwrap().to_owned()))
         .collect();
     let body = String::from_utf8(delivered[0].body.clone()).unwrap();
-    let out = python_verifies(&app.secrets["app"], &body, &headers).await;
+    let key = derive_whsec(&app.secrets["app"], KeyPurpose::Callback).unwrap();
+    let out = python_verifies(&key, &body, &headers).await;
     assert!(
         out.ok,
         "Python's standardwebhooks rejected the callback: {}",
@@ -106,7 +108,49 @@ async fn callbacks_outside_the_allowed_hosts_are_refused(backend: Backend) {
     }
 }
 
+/// A receiver holds the callback key, not the client's secret: the callback does not
+/// verify with the secret, and replayed against the API it is refused, so a callback
+/// receiver cannot act as the client.
+async fn a_callback_is_not_a_signed_client_request(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let hook = FakeWebhook::start().await;
+    let id = create_with_callback(&app, &hook.url).await;
+    assert_eq!(app.decide(&id, "approved").await.status, 200);
+    let got = hook.wait_for(1, WAIT).await;
+    let headers: Vec<(&str, String)> = ["webhook-id", "webhook-timestamp", "webhook-signature"]
+        .iter()
+        .map(|h| (*h, got[0].header(h).unwrap().to_owned()))
+        .collect();
+    let body = String::from_utf8(got[0].body.clone()).unwrap();
+    let raw = python_verifies(&app.secrets["app"], &body, &headers).await;
+    assert!(
+        !raw.ok,
+        "the callback verified with the client's own secret"
+    );
+    let derived = derive_whsec(&app.secrets["app"], KeyPurpose::Callback).unwrap();
+    assert!(python_verifies(&derived, &body, &headers).await.ok);
+
+    // The callback's body and headers, sent as a request of client `app`.
+    let mut replay: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    replay.push(("greenlight-client".into(), "app".into()));
+    for path in [
+        "/v1/actions",
+        "/v1/grants/verify",
+        &format!("/v1/actions/{id}/revoke"),
+    ] {
+        let r = app
+            .send_raw("POST", path, got[0].body.clone(), &replay)
+            .await;
+        assert_eq!(r.status, 401, "{path}: {}", r.body);
+        assert_eq!(r.error_code(), "unauthorized");
+    }
+}
+
 on_both_backends!(
+    a_callback_is_not_a_signed_client_request,
     a_failing_receiver_gets_the_decision_once_it_recovers,
     every_outcome_is_called_back,
     callbacks_outside_the_allowed_hosts_are_refused,

@@ -330,6 +330,7 @@ async fn a_webhook_stage_posts_a_signed_event() {
     );
     let mut options = options(&slack, &pd, None);
     options.policy = policy;
+    let secret_text_copy = secret_text.clone();
     options.notify_secret = Some(secret_text);
     let app = spawn_app_with(Backend::redis(), options).await;
     let r = app.create(&request("hook.fire", "svc/db")).await;
@@ -339,13 +340,30 @@ async fn a_webhook_stage_posts_a_signed_event() {
     assert_eq!(event["type"], "greenlight.escalation");
     assert_eq!(event["stage"], 1);
     assert_eq!(event["action"]["id"], id.as_str());
-    let verified = greenlight::signing::verify(
-        &[secret],
-        got[0].header("webhook-id").unwrap(),
-        got[0].header("webhook-timestamp").unwrap(),
-        got[0].header("webhook-signature").unwrap(),
-        &got[0].body,
-        chrono::Utc::now().timestamp(),
+    let verify_with = |key: greenlight::signing::Secret| {
+        greenlight::signing::verify(
+            &[key],
+            got[0].header("webhook-id").unwrap(),
+            got[0].header("webhook-timestamp").unwrap(),
+            got[0].header("webhook-signature").unwrap(),
+            &got[0].body,
+            chrono::Utc::now().timestamp(),
+        )
+    };
+    // Signed with the key derived for escalation webhooks, which is what
+    // `greenlight secret derive --purpose escalation` prints; not with the secret itself.
+    let derived = greenlight::signing::derive_whsec(
+        &secret_text_copy,
+        greenlight::signing::KeyPurpose::EscalationWebhook,
+    )
+    .unwrap();
+    assert_eq!(
+        verify_with(greenlight::signing::Secret::parse(&derived).unwrap()),
+        Ok(())
     );
-    assert_eq!(verified, Ok(()), "signed with GREENLIGHT_NOTIFY_SECRET");
+    assert_eq!(
+        verify_with(secret),
+        Err(greenlight::signing::VerifyError::Mismatch),
+        "signed with GREENLIGHT_NOTIFY_SECRET itself"
+    );
 }

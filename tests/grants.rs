@@ -58,12 +58,13 @@ fn tamper(token: &str, claim: &str, value: &str) -> String {
     parts.join(".")
 }
 
-/// A pending action approved through the admin break-glass route.
+/// A pending action approved through the admin break-glass route, as its creator reads
+/// it (with the grant's token).
 async fn approved(app: &TestApp) -> Value {
     let id = app.create_pending().await;
     let r = app.decide(&id, "approved").await;
     assert_eq!(r.status, 200, "{}", r.body);
-    r.body
+    app.get("app", &id).await.body
 }
 
 async fn jwks(app: &TestApp) -> (Value, Option<String>) {
@@ -124,8 +125,12 @@ async fn approvals_carry_grants(backend: Backend) {
     let r = app.create(&request("read.logs", "svc/payments")).await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.body["status"], "approved");
-    let v = verify(&app, "other", json!({"token": token(&r.body)})).await;
-    assert_eq!(v.body["valid"], true, "any client may verify: {}", v.body);
+    let v = verify(&app, "admin", json!({"token": token(&r.body)})).await;
+    assert_eq!(
+        v.body["valid"], true,
+        "an admin may verify any grant: {}",
+        v.body
+    );
     assert_eq!(v.body["claims"]["approvers"], json!(["policy:reads"]));
     assert_eq!(v.body["claims"]["act"], "read.logs");
 
@@ -215,7 +220,72 @@ async fn consume_makes_a_grant_single_use(backend: Backend) {
     assert_eq!(r.body["valid"], true, "{}", r.body);
     let r = verify(&app, "app", json!({"token": token, "consume": true})).await;
     assert_rejected(&r, "already_used");
-    let r = verify(&app, "other", json!({"token": token})).await;
+    let r = verify(&app, "admin", json!({"token": token})).await;
+    assert_rejected(&r, "already_used");
+}
+
+/// A grant is a bearer token: only the client that created the action sees the token;
+/// admins and auditors see the rest of the grant, in every read, wait and decision.
+async fn only_the_creating_client_sees_the_grant_token(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let id = app.create_pending().await;
+    // An auditor already waiting gets the decision as published: still without the token.
+    let waiting = {
+        let api = app.api.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            api.send_as(
+                "auditor",
+                "GET",
+                &format!("/v1/actions/{id}/wait?timeout=10"),
+                &Value::Null,
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let decided = app.decide(&id, "approved").await;
+    assert_eq!(decided.status, 200, "{}", decided.body);
+    let waited = waiting.await.unwrap();
+    assert_eq!(waited.body["status"], "approved", "{}", waited.body);
+    let own = app.get("app", &id).await.body;
+    assert!(own["decision"]["grant"]["token"].is_string(), "{own}");
+    let own_wait = app.wait("app", &id, 0).await.body;
+    assert_eq!(own_wait["decision"]["grant"], own["decision"]["grant"]);
+    let mut without_token = own["decision"]["grant"].clone();
+    without_token.as_object_mut().unwrap().remove("token");
+    for (who, body) in [
+        ("admin's decision", decided.body),
+        ("auditor's wait", waited.body),
+        ("admin's read", app.get("admin", &id).await.body),
+        ("auditor's read", app.get("auditor", &id).await.body),
+        (
+            "auditor's late wait",
+            app.wait("auditor", &id, 0).await.body,
+        ),
+    ] {
+        assert_eq!(body["decision"]["grant"], without_token, "{who}: {body}");
+    }
+}
+
+/// `verify` answers for a grant only to the client it was issued to (its `aud`), or to an
+/// admin: another client gets `wrong_audience` and cannot spend it.
+async fn another_clients_grant_is_neither_checked_nor_spent(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let token = token(&approved(&app).await);
+    for body in [
+        json!({"token": token}),
+        json!({"token": token, "consume": true}),
+    ] {
+        let r = verify(&app, "other", body).await;
+        assert_rejected(&r, "wrong_audience");
+    }
+    let r = verify(&app, "auditor", json!({"token": token, "consume": true})).await;
+    assert_rejected(&r, "wrong_audience");
+    // Still unspent: its own client consumes it, once.
+    let r = verify(&app, "app", json!({"token": token, "consume": true})).await;
+    assert_eq!(r.body["valid"], true, "{}", r.body);
+    let r = verify(&app, "app", json!({"token": token, "consume": true})).await;
     assert_rejected(&r, "already_used");
 }
 
@@ -308,6 +378,8 @@ on_both_backends!(
     approvals_carry_grants,
     verify_checks_scope_and_signature,
     consume_makes_a_grant_single_use,
+    only_the_creating_client_sees_the_grant_token,
+    another_clients_grant_is_neither_checked_nor_spent,
     grants_expire_with_their_rule,
     revoke_ends_a_grant,
 );
@@ -331,7 +403,7 @@ async fn one_consume_wins_across_replicas() {
         let body = json!({"token": token, "consume": true});
         let (a, b) = tokio::join!(
             verify(&one, "app", body.clone()),
-            verify(&two, "other", body.clone())
+            verify(&two, "admin", body.clone())
         );
         let valid: Vec<bool> = [&a, &b]
             .iter()

@@ -84,7 +84,8 @@ async fn our_signatures_verify_with_the_python_library() {
     let (secret, text) = Secret::generate();
     let now = chrono::Utc::now().timestamp();
 
-    // What `Secret::sign` produces for a body (decision callbacks are signed this way).
+    // What `Secret::sign` produces for a body (decision callbacks are signed this way, with
+    // the key derived from the client secret).
     let body = r#"{"id":"act_01JD8Y3M6QW9T3V7K2X5N4B1C0","status":"approved","note":"ünïcode"}"#;
     let msg_id = "msg_2b1OIjmzCg8ZnsDGPaKSnzJ5Wfh";
     let headers = [

@@ -49,7 +49,8 @@ fn with(field: &str, value: Value) -> Value {
 const CONTEXT_FILL: usize = 16 * 1024 - r#"{"blob":""}"#.len();
 
 /// Nothing of any rejected request reached the store: no action, idempotency key, pending
-/// index or timer.
+/// index or timer. Only its `webhook-id` is spent (`{prefix}:seen:…`): a signed body that
+/// was refused here must not be replayable on another endpoint either.
 async fn nothing_stored(app: &TestApp) {
     if let Some(r) = app.backend.redis_server() {
         let mut c = r.conn();
@@ -57,6 +58,8 @@ async fn nothing_stored(app: &TestApp) {
             .arg(format!("{}:*", app.prefix))
             .query(&mut c)
             .unwrap();
+        let seen = format!("{}:seen:", app.prefix);
+        let keys: Vec<String> = keys.into_iter().filter(|k| !k.starts_with(&seen)).collect();
         assert!(keys.is_empty(), "rejected requests stored {keys:?}");
     }
     // Every rejected body would otherwise have been a pending action with an expiry timer.
@@ -368,7 +371,97 @@ async fn ttl_is_capped_by_the_rule(backend: Backend) {
     assert_eq!(lifetime_seconds(&r.body), 15 * 60);
 }
 
+/// Bidirectional controls and invisible format characters would let a request show
+/// approvers something else than what it asks (`prod` displayed for `dorp`): refused in
+/// every field approvers read, context keys and nested values included, naming the field.
+async fn deceptive_text_is_refused_naming_the_field(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let rlo = "\u{202E}";
+    let requester = |field: &str, v: &str| {
+        let mut r = json!({"id": "u-1", "email": "a@example.com", "name": "Alice"});
+        r[field] = json!(v);
+        with("requester", r)
+    };
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "RLO in resource",
+            with("resource", json!(format!("svc/{rlo}dorp"))),
+            "resource",
+        ),
+        (
+            "ZWSP in resource",
+            with("resource", json!("prod\u{200B}/db")),
+            "resource",
+        ),
+        (
+            "LRI in action",
+            with("action", json!("db.\u{2066}drop")),
+            "action",
+        ),
+        (
+            "PDI in reason",
+            with("reason", json!("fine\u{2069}")),
+            "reason",
+        ),
+        (
+            "BOM in reason",
+            with("reason", json!("\u{FEFF}ok")),
+            "reason",
+        ),
+        (
+            "line separator in reason",
+            with("reason", json!("a\u{2028}b")),
+            "reason",
+        ),
+        (
+            "RLM in requester name",
+            requester("name", "Bob\u{200F}"),
+            "requester.name",
+        ),
+        (
+            "LRE in requester id",
+            requester("id", "u\u{202A}1"),
+            "requester.id",
+        ),
+        (
+            "RLO in a context value",
+            with("context", json!({"ticket": format!("OPS-1{rlo}")})),
+            "context",
+        ),
+        (
+            "RLO in a nested context value",
+            with("context", json!({"a": [{"b": format!("x{rlo}")}]})),
+            "/a/0/b",
+        ),
+        (
+            "ZWJ in a context key",
+            with("context", json!({"en\u{200D}v": "prod"})),
+            "context",
+        ),
+    ];
+    for (what, body, field) in cases {
+        let r = app.create(&body).await;
+        assert_error(&r, 400, "invalid_request", what);
+        assert!(message(&r).contains(field), "{what}: {:?}", message(&r));
+        // `action` is ASCII by its pattern, which refuses first.
+        if field != "action" {
+            assert!(message(&r).contains("U+"), "{what}: {:?}", message(&r));
+        }
+        assert!(
+            !message(&r)
+                .chars()
+                .any(|c| ('\u{2000}'..='\u{2070}').contains(&c)),
+            "{what}: the message repeats the character"
+        );
+    }
+    nothing_stored(&app).await;
+    // Right-to-left scripts themselves are fine: only the invisible controls are refused.
+    let r = app.create(&with("reason", json!("שלום, مرحبا"))).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+}
+
 on_both_backends!(
+    deceptive_text_is_refused_naming_the_field,
     each_invalid_field_is_named_and_nothing_is_stored,
     oversized_and_non_json_bodies_are_refused,
     boundary_values_are_accepted,

@@ -377,6 +377,21 @@ impl AuditEvent {
             .detail("status", action.status)
     }
 
+    /// A vote from a Slack workspace that is not the bot's (or sent before the bot's
+    /// workspace was known): refused before the action was even read, so no status.
+    pub fn vote_from_elsewhere(
+        action_id: &ActionId,
+        user: &str,
+        team: Option<&str>,
+        why: &str,
+    ) -> Self {
+        Self::new(EventKind::VoteRejected)
+            .action_id(action_id)
+            .actor(user)
+            .detail("why", why)
+            .detail("team", team)
+    }
+
     /// The approval message was posted in Slack.
     pub fn message_posted(action: &Action, channel: &str, ts: &str) -> Self {
         Self::about(EventKind::MessagePosted, action)

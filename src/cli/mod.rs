@@ -4,6 +4,7 @@
 mod commands;
 mod gate;
 mod progress;
+mod secret;
 
 use crate::audit::cli::AuditCommand;
 use crate::config::Settings;
@@ -80,6 +81,9 @@ enum Command {
     /// Export the audit trail as JSON lines, or check its hash chain.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Keys for receivers: the `whsec_` key that verifies callbacks or escalation webhooks.
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
 }
 
 #[derive(Args)]
@@ -173,6 +177,7 @@ pub fn main() -> ExitCode {
         Command::Policy(cmd) => cmd.run(),
         Command::Oncall(args) => args.run(),
         Command::Audit(cmd) => cmd.run(),
+        Command::Secret(cmd) => cmd.run(),
         Command::Serve {
             settings,
             log_format,

@@ -212,6 +212,9 @@ pub struct Vote {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Grant {
+    /// The signed JWT: a bearer token, shown only to the client that created the action
+    /// (empty, and left out of the JSON, for anyone else: see [`Action::shown_to`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub token: String,
     #[serde(with = "rfc3339")]
     pub expires_at: DateTime<Utc>,
@@ -291,6 +294,18 @@ pub enum VoteRejected {
 impl Action {
     pub fn is_pending(&self) -> bool {
         self.status == Status::Pending
+    }
+
+    /// The action as client `client_id` may see it. A grant is a bearer token: whoever
+    /// holds it can present it as the approval, so only the client that created the action
+    /// gets the token; admins and auditors see the rest of the grant.
+    pub fn shown_to(mut self, client_id: &str) -> Self {
+        if self.client != client_id
+            && let Some(grant) = self.decision.as_mut().and_then(|d| d.grant.as_mut())
+        {
+            grant.token.clear();
+        }
+        self
     }
 
     /// Moves a pending action to its one terminal status. A decided action never changes

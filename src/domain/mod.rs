@@ -4,6 +4,7 @@
 mod action;
 mod binding;
 mod request;
+pub mod text;
 
 pub use action::{
     Action, ActionId, AlreadyDecided, DecidedBy, Decision, Escalation, Grant, InvalidActionId,

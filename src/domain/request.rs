@@ -1,5 +1,6 @@
 //! `POST /v1/actions` bodies, parsed at the edge into values the rest of the code trusts.
 
+use super::text::{deceptive_format_char, deceptive_in_map};
 use super::{Binding, Requester};
 use crate::policy::ClientSpec;
 use serde::{Deserialize, Serialize};
@@ -59,6 +60,22 @@ fn invalid(field: &'static str, problem: impl Into<String>) -> Invalid {
     Invalid {
         field,
         problem: problem.into(),
+    }
+}
+
+fn deceptive(c: char) -> String {
+    format!(
+        "must not contain U+{:04X}, a bidirectional or invisible formatting character",
+        c as u32
+    )
+}
+
+/// Refuses text that reads differently from what it is (see [`super::text`]): approvers
+/// must see exactly what they approve.
+fn plain_text(field: &'static str, value: Option<&str>) -> Result<(), Invalid> {
+    match value.and_then(deceptive_format_char) {
+        Some(c) => Err(invalid(field, deceptive(c))),
+        None => Ok(()),
     }
 }
 
@@ -125,7 +142,17 @@ impl ActionRequest {
         {
             return Err(invalid("reason", "must be at most 2000 characters"));
         }
+        plain_text("action", Some(&self.action))?;
+        plain_text("resource", Some(&self.resource))?;
+        plain_text("reason", self.reason.as_deref())?;
+        plain_text("requester.id", Some(&r.id))?;
+        plain_text("requester.email", r.email.as_deref())?;
+        plain_text("requester.slack_user_id", r.slack_user_id.as_deref())?;
+        plain_text("requester.name", r.name.as_deref())?;
         let context = self.context.unwrap_or_default();
+        if let Some((at, c)) = deceptive_in_map(&context, "") {
+            return Err(invalid("context", format!("at `{at}`: {}", deceptive(c))));
+        }
         let context_len = serde_json::to_vec(&context).map(|v| v.len()).unwrap_or(0);
         if context_len > MAX_CONTEXT_BYTES {
             return Err(invalid(

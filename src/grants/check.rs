@@ -29,20 +29,25 @@ pub struct VerifyRequest {
     pub consume: bool,
 }
 
-/// Checks a grant in a fixed order: signature, expiry, scope, revocation, then single
-/// use: with `consume` the grant is spent (only when everything else holds), without it
-/// a grant already spent answers `already_used`.
+/// Checks a grant in a fixed order: signature, expiry, audience (`aud` must be
+/// `audience` when one is given), scope, revocation, then single use: with `consume` the
+/// grant is spent (only when everything else holds), without it a grant already spent
+/// answers `already_used`.
 /// Store errors are errors (the caller fails closed), never a verdict.
 pub async fn check(
     keys: &GrantKeys,
     store: &dyn Store,
     request: &VerifyRequest,
+    audience: Option<&str>,
     now: DateTime<Utc>,
 ) -> StoreResult<Result<Claims, GrantRejection>> {
     let claims = match keys.verify_at(&request.token, now.timestamp()) {
         Ok(claims) => claims,
         Err(rejection) => return Ok(Err(rejection)),
     };
+    if audience.is_some_and(|aud| aud != claims.aud) {
+        return Ok(Err(GrantRejection::WrongAudience));
+    }
     let in_scope = request.action.as_ref().is_none_or(|a| *a == claims.act)
         && request.resource.as_ref().is_none_or(|r| *r == claims.res);
     if !in_scope {
@@ -66,16 +71,20 @@ pub async fn check(
     Ok(Ok(claims))
 }
 
-/// `POST /v1/grants/verify` for `client` (any role).
+/// `POST /v1/grants/verify` for `client` (any role): a grant answers only to the client it
+/// was issued to (its `aud`), or to an admin; to anyone else it is `wrong_audience`, and
+/// is never consumed.
 pub async fn verify(
     service: &Service,
     client: &Client,
     request: &VerifyRequest,
 ) -> ServiceResult<Result<Claims, GrantRejection>> {
+    let audience = (!client.spec.has_role(Role::Admin)).then(|| client.id());
     let verdict = check(
         service.grants(),
         service.store().as_ref(),
         request,
+        audience,
         Utc::now(),
     )
     .await?;

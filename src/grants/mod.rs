@@ -52,6 +52,10 @@ pub enum GrantRejection {
     /// Not a token, not signed by a current or previous key, or not issued by us.
     #[error("the grant's signature does not verify")]
     BadSignature,
+    /// Issued to another client (its `aud`): only that client, or an admin, may check or
+    /// consume it, so nobody can spend another client's single-use grant.
+    #[error("the grant was issued to another client")]
+    WrongAudience,
     #[error("the grant is for another action or resource")]
     WrongScope,
     #[error("the grant was already used")]

@@ -2,7 +2,7 @@
 
 use super::error::ApiError;
 use super::openapi::{ErrorBody, SignedErrors};
-use super::signed::{SignedCreate, SignedRequest};
+use super::signed::{SignedCreate, SignedNoBody, SignedRequest};
 use super::{AppState, parse_json};
 use crate::domain::{Action, ActionId, Outcome};
 use crate::policy::Role;
@@ -83,7 +83,8 @@ async fn create(
 
 /// Reads an action.
 ///
-/// Readable by its creator and by clients with the `admin` or `auditor` role.
+/// Readable by its creator and by clients with the `admin` or `auditor` role; only the
+/// creator sees the grant's `token`. Takes no body.
 #[utoipa::path(
     get,
     path = "/v1/actions/{id}",
@@ -98,7 +99,7 @@ async fn create(
 async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    signed: SignedRequest,
+    signed: SignedNoBody,
 ) -> Result<Json<Action>, ApiError> {
     let id = action_id(&id)?;
     Ok(Json(state.service.get(&signed.client, &id).await?))
@@ -130,7 +131,7 @@ async fn wait(
     State(state): State<AppState>,
     Path(id): Path<String>,
     query: Result<Query<WaitQuery>, QueryRejection>,
-    signed: SignedRequest,
+    signed: SignedNoBody,
 ) -> Result<ActionBody, ApiError> {
     let id = action_id(&id)?;
     let Query(query) =

@@ -3,7 +3,7 @@
 
 use super::AppState;
 use super::error::ApiError;
-use super::signed::SignedRequest;
+use super::signed::SignedNoBody;
 use crate::audit::{DEFAULT_LIMIT, MAX_LIMIT, Page};
 use crate::domain::ActionId;
 use crate::policy::Role;
@@ -47,7 +47,7 @@ struct AuditQuery {
 async fn list(
     State(state): State<AppState>,
     query: Result<Query<AuditQuery>, QueryRejection>,
-    signed: SignedRequest,
+    signed: SignedNoBody,
 ) -> Result<Json<Page>, ApiError> {
     let spec = &signed.client.spec;
     if !spec.has_role(Role::Auditor) && !spec.has_role(Role::Admin) {

@@ -68,8 +68,10 @@ enum VerifyAnswer {
 
 /// Checks a grant token.
 ///
-/// `action` and `resource`, when given, must be the grant's; `consume: true` makes the
-/// grant single-use, atomically. An invalid grant is an answer (`200`), not an error.
+/// Only the client the grant was issued to (`aud`), or an admin, gets an answer about it:
+/// anyone else gets `wrong_audience`, and the grant is not spent. `action` and `resource`,
+/// when given, must be the grant's; `consume: true` makes the grant single-use,
+/// atomically. An invalid grant is an answer (`200`), not an error.
 #[utoipa::path(
     post,
     path = "/v1/grants/verify",

@@ -1,11 +1,11 @@
 //! The extractor that authenticates clients (SPEC section 2): it reads the raw body
 //! (at most 64 KiB), verifies the Standard Webhooks signature on those exact bytes before
-//! anything parses them, and rejects replays.
+//! anything parses them, and rejects replays: a `webhook-id` is good for one request,
+//! on one endpoint (see [`crate::service::SignedUse`]).
 
 use super::{AppState, error::ApiError};
-use crate::service::Client;
+use crate::service::{Client, SignedUse, WebhookIdUse};
 use crate::signing::{self, HEADER_CLIENT, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
-use crate::store::REPLAY_TTL;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, OriginalUri, Request};
 use axum::http::{HeaderMap, header};
@@ -14,9 +14,11 @@ use std::sync::Arc;
 pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// A verified client request. With `REPLAY = true` (every route but `POST /v1/actions`),
-/// a `webhook-id` seen before is rejected; `POST /v1/actions` instead treats a repeat as
-/// an idempotent retry.
-pub struct Signed<const REPLAY: bool> {
+/// a `webhook-id` seen before is rejected; `POST /v1/actions` instead treats a repeat on
+/// itself as an idempotent retry (and a use elsewhere as a replay). With `BODY = false`
+/// the route takes no body and refuses one (`400`): a body-less request signs its method
+/// and path, so a body there could only be one signed for another request.
+pub struct Signed<const REPLAY: bool, const BODY: bool = true> {
     pub client: Arc<Client>,
     pub request_id: String,
     pub body: Bytes,
@@ -26,6 +28,8 @@ pub struct Signed<const REPLAY: bool> {
 pub type SignedRequest = Signed<true>;
 /// `POST /v1/actions`, whose `webhook-id` is its idempotency key.
 pub type SignedCreate = Signed<false>;
+/// A signed request to a route that takes no body (the `GET`s).
+pub type SignedNoBody = Signed<true, false>;
 
 fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, ApiError> {
     headers
@@ -51,7 +55,7 @@ fn is_json(headers: &HeaderMap) -> bool {
         })
 }
 
-impl<const REPLAY: bool> FromRequest<AppState> for Signed<REPLAY> {
+impl<const REPLAY: bool, const BODY: bool> FromRequest<AppState> for Signed<REPLAY, BODY> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
@@ -60,6 +64,7 @@ impl<const REPLAY: bool> FromRequest<AppState> for Signed<REPLAY> {
             .get::<OriginalUri>()
             .map(|u| u.0.clone())
             .unwrap_or_else(|| req.uri().clone());
+        let path = path_and_query.path().to_owned();
         let path_and_query = path_and_query
             .path_and_query()
             .map_or("/", |p| p.as_str())
@@ -109,19 +114,33 @@ impl<const REPLAY: bool> FromRequest<AppState> for Signed<REPLAY> {
                 "webhook-id: at most 256 characters".into(),
             ));
         }
+        if !BODY && !body.is_empty() {
+            return Err(ApiError::Invalid(format!(
+                "{} {path} takes no request body",
+                parts.method
+            )));
+        }
         if !body.is_empty() && !is_json(headers) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        if REPLAY
-            && !state
-                .service
-                .store()
-                .set_once("seen", &format!("{}:{request_id}", client.id()), REPLAY_TTL)
-                .await?
+        let used = SignedUse {
+            method: parts.method.as_str(),
+            path: &path,
+            body: &body,
+            idempotent: !REPLAY,
+        };
+        match state
+            .service
+            .claim_webhook_id(&client, request_id, &used)
+            .await?
         {
-            return Err(ApiError::Unauthorized(
-                "webhook-id was already used (replay)",
-            ));
+            WebhookIdUse::First | WebhookIdUse::Repeat => {}
+            WebhookIdUse::Replay => {
+                tracing::info!(client = client.id(), method = %parts.method, path, "refused a reused webhook-id");
+                return Err(ApiError::Unauthorized(
+                    "webhook-id was already used (replay)",
+                ));
+            }
         }
         Ok(Self {
             client,

@@ -60,6 +60,17 @@ async fn interactions(
 ) -> Result<Response, ApiError> {
     let interaction =
         Interaction::from_form(&verified.body).map_err(|e| ApiError::Invalid(e.to_string()))?;
+    // Signed by our app, but maybe from another workspace it is installed in: that
+    // changes nothing (answered 200 so Slack shows no error; the clicker is told).
+    if let Some(team) = interaction.team_id()
+        && let Err(refusal) = verified.slack.admit(team).await
+    {
+        verified
+            .slack
+            .refuse(&state.service, &interaction, &refusal)
+            .await;
+        return Ok(().into_response());
+    }
     Ok(match verified.slack.handle(&state.service, interaction) {
         Ack::Empty => ().into_response(),
         Ack::Json(body) => Json(body).into_response(),
@@ -72,5 +83,13 @@ async fn commands(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let cmd = SlashCommand::from_form(&verified.body)
         .map_err(|e| ApiError::Invalid(format!("form: {e}")))?;
+    let team = Some(cmd.team_id.as_str()).filter(|t| !t.is_empty());
+    if let Err(refusal) = verified.slack.admit(team).await {
+        tracing::warn!(user = %cmd.user_id, team, own = ?verified.slack.own_workspace(),
+            "refused a slash command from another Slack workspace");
+        return Ok(Json(
+            serde_json::json!({"response_type": "ephemeral", "text": refusal.text()}),
+        ));
+    }
     Ok(Json(verified.slack.command(&state.service, cmd).await))
 }

@@ -1,6 +1,7 @@
 //! Signed webhooks: `POST url` with an event as JSON, signed in the Standard Webhooks
-//! scheme (content = body) with the secret given: `GREENLIGHT_NOTIFY_SECRET` for
-//! escalation events, the creating client's secret for decision callbacks.
+//! scheme (content = body) with the key given: for escalation events the key derived from
+//! `GREENLIGHT_NOTIFY_SECRET`, for decision callbacks the one derived from the creating
+//! client's secret (see [`crate::signing::KeyPurpose`]).
 //!
 //! Every attempt of one event carries the same `webhook-id`, so a receiver can drop repeats,
 //! and a fresh `webhook-timestamp` and signature, so a late retry is not refused as stale.
@@ -31,7 +32,7 @@ impl fmt::Debug for WebhookNotifier {
 }
 
 impl WebhookNotifier {
-    /// `secret` is `GREENLIGHT_NOTIFY_SECRET` (`whsec_…`); without one, events go unsigned.
+    /// `secret` is the signing key (derived for its purpose); without one, events go unsigned.
     pub fn new(http: reqwest::Client, secret: Option<Secret>) -> Self {
         Self {
             http,

@@ -2,7 +2,7 @@
 
 use super::Slack;
 use super::render;
-use crate::domain::ActionId;
+use crate::domain::{Action, ActionId};
 use crate::service::Service;
 use futures::StreamExt;
 use serde::Deserialize;
@@ -11,6 +11,9 @@ use serde_json::{Value, json};
 /// The fields of a slash command Greenlight uses (Slack sends more; they are ignored).
 #[derive(Debug, Deserialize)]
 pub struct SlashCommand {
+    /// The workspace it comes from (empty when Slack sent none: refused).
+    #[serde(default)]
+    pub team_id: String,
     pub user_id: String,
     #[serde(default)]
     pub text: String,
@@ -28,6 +31,9 @@ const HELP: &str = "*Greenlight*\n\
     • `/greenlight status <id>`: one action\n\
     • `/greenlight help`: this help";
 
+/// The answer for an unknown action and for one the caller may not see: the same.
+const NOT_YOURS: &str = "No such action, or not yours.";
+
 /// How many pending actions are listed, at most.
 const LIST_LIMIT: usize = 20;
 
@@ -40,19 +46,54 @@ impl Slack {
         let mut words = cmd.text.split_whitespace();
         match (words.next(), words.next()) {
             (Some("pending"), None) => self.pending(service, &cmd.user_id).await,
-            (Some("status"), Some(id)) => self.status(service, id).await,
+            (Some("status"), Some(id)) => self.status(service, &cmd.user_id, id).await,
             _ => ephemeral(HELP.to_owned()),
         }
     }
 
-    async fn status(&self, service: &Service, id: &str) -> Value {
+    /// One action, shown only to its approvers and its requester. Anyone else gets the
+    /// same answer as for an id that does not exist, so ids cannot be probed.
+    async fn status(&self, service: &Service, user: &str, id: &str) -> Value {
         let Ok(id) = id.parse::<ActionId>() else {
             return ephemeral(format!("`{}` is not an action id.", render::escape(id)));
         };
-        match service.store().load(&id).await {
-            Ok(Some(v)) => ephemeral(render::action_line(&v.action)),
-            Ok(None) => ephemeral("No such action.".into()),
-            Err(_) => ephemeral("Greenlight cannot reach its store right now.".into()),
+        let action = match service.store().load(&id).await {
+            Ok(Some(v)) => v.action,
+            Ok(None) => return ephemeral(NOT_YOURS.into()),
+            Err(_) => return ephemeral("Greenlight cannot reach its store right now.".into()),
+        };
+        let approver = match self
+            .directory
+            .is_approver(&action.policy.approvers, user)
+            .await
+        {
+            Ok(approver) => approver,
+            // Fail closed, with the same answer: a Slack outage must not tell ids apart.
+            Err(e) => {
+                tracing::warn!(action_id = %id, error = %e, "cannot resolve approvers for /greenlight status");
+                false
+            }
+        };
+        if approver || self.requested(&action, user).await {
+            ephemeral(render::action_line(&action))
+        } else {
+            ephemeral(NOT_YOURS.into())
+        }
+    }
+
+    /// Whether `user` requested `action`, by Slack id or by the email Slack knows them
+    /// by. Unlike the vote check, an unanswered lookup counts as no: here that hides.
+    async fn requested(&self, action: &Action, user: &str) -> bool {
+        let r = &action.requester;
+        if r.slack_user_id.as_deref() == Some(user) {
+            return true;
+        }
+        match r.email.as_deref() {
+            Some(email) => matches!(
+                self.directory.user_for_email(email).await,
+                Ok(Some(owner)) if owner == user
+            ),
+            None => false,
         }
     }
 

@@ -1,17 +1,38 @@
 //! Who an approver entry stands for: Slack user ids as they are, user groups (`@handle`
 //! or `S…`) through `usergroups.users.list`, emails through `users.lookupByEmail`.
-//! Answers are cached for a few minutes: clicks must be answered within 3 s.
+//! Answers are cached: clicks must be answered within 3 s. The cache is bounded, since
+//! its keys come partly from requests (requester emails): an entry lives [`TTL`] (5
+//! minutes), and at [`MAX_ENTRIES`] (10,000) the expired entries go, then the oldest
+//! tenth.
 
 use super::api::{SlackApi, SlackError};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// How long an answer is used.
 const TTL: Duration = Duration::from_secs(300);
+/// The most answers kept.
+const MAX_ENTRIES: usize = 10_000;
 
 pub struct Directory {
     api: SlackApi,
     cache: Mutex<HashMap<String, (Instant, Vec<String>)>>,
+    max_entries: usize,
+}
+
+/// Drops the expired entries; if that is not enough, the oldest tenth, so a full cache
+/// is not scanned again on every insert.
+fn make_room(cache: &mut HashMap<String, (Instant, Vec<String>)>, max_entries: usize) {
+    cache.retain(|_, (at, _)| at.elapsed() < TTL);
+    if cache.len() < max_entries {
+        return;
+    }
+    let mut ages: Vec<Instant> = cache.values().map(|(at, _)| *at).collect();
+    let evict = (max_entries / 10).max(1).min(ages.len());
+    let (_, cutoff, _) = ages.select_nth_unstable(evict - 1);
+    let cutoff = *cutoff;
+    cache.retain(|_, (at, _)| *at > cutoff);
 }
 
 /// A Slack user id (`U…`, or `W…` on Enterprise Grid).
@@ -34,6 +55,7 @@ impl Directory {
         Self {
             api,
             cache: Mutex::default(),
+            max_entries: MAX_ENTRIES,
         }
     }
 
@@ -47,6 +69,9 @@ impl Directory {
 
     fn remember(&self, key: &str, users: Vec<String>) -> Vec<String> {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= self.max_entries && !cache.contains_key(key) {
+            make_room(&mut cache, self.max_entries);
+        }
         cache.insert(key.to_owned(), (Instant::now(), users.clone()));
         users
     }
@@ -132,6 +157,55 @@ impl Directory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn directory(max_entries: usize) -> Directory {
+        let api = SlackApi::new(
+            reqwest::Client::new(),
+            "http://127.0.0.1:9",
+            "xoxb-test".to_owned().into(),
+        );
+        Directory {
+            max_entries,
+            ..Directory::new(api)
+        }
+    }
+
+    #[test]
+    fn the_cache_stays_bounded_and_keeps_the_newest() {
+        let d = directory(100);
+        for i in 0..1_000 {
+            d.remember(&format!("user{i}@example.com"), vec![format!("U{i}")]);
+            assert!(d.cache.lock().unwrap().len() <= 100);
+        }
+        assert_eq!(
+            d.cached("user999@example.com"),
+            Some(vec!["U999".to_owned()])
+        );
+        assert_eq!(d.cached("user0@example.com"), None);
+        // Refreshing a key already there evicts nothing.
+        let before = d.cache.lock().unwrap().len();
+        d.remember("user999@example.com", vec!["U999".to_owned()]);
+        assert_eq!(d.cache.lock().unwrap().len(), before);
+    }
+
+    #[test]
+    fn entries_expire() {
+        let d = directory(10);
+        d.remember("old@example.com", vec!["U1".to_owned()]);
+        d.cache
+            .lock()
+            .unwrap()
+            .get_mut("old@example.com")
+            .unwrap()
+            .0 = Instant::now() - TTL - Duration::from_secs(1);
+        assert_eq!(d.cached("old@example.com"), None);
+        // Expired entries are the first to go when the cache is full.
+        for i in 0..10 {
+            d.remember(&format!("u{i}"), vec![]);
+        }
+        assert!(!d.cache.lock().unwrap().contains_key("old@example.com"));
+        assert!(d.cache.lock().unwrap().contains_key("u9"));
+    }
 
     #[test]
     fn user_ids_are_recognised() {

@@ -2,12 +2,12 @@
 //! the HTTP handler answers at once and the vote runs as tracked background work; the
 //! clicker hears about a refused vote through an ephemeral reply on `response_url`.
 
-use super::Slack;
 use super::directory::is_user_id;
 use super::render::{
     APPROVE_ACTION_ID, DENY_ACTION_ID, DENY_REASON_BLOCK_ID, DENY_REASON_CALLBACK_ID,
     DENY_REASON_INPUT_ID,
 };
+use super::{Refusal, Slack};
 use crate::audit::AuditEvent;
 use crate::domain::{Action, ActionId, VoteKind, VoteRejected};
 use crate::service::{Service, VoteError};
@@ -30,8 +30,17 @@ pub struct User {
     pub id: String,
 }
 
+/// The workspace a callback comes from.
+#[derive(Debug, Deserialize)]
+pub struct Team {
+    pub id: String,
+}
+
 #[derive(Debug, Deserialize)]
 pub struct BlockActions {
+    /// Absent or null (an org-wide install): the callback counts for no workspace.
+    #[serde(default)]
+    pub team: Option<Team>,
     pub user: User,
     #[serde(default)]
     pub actions: Vec<ActionInfo>,
@@ -47,6 +56,8 @@ pub struct ActionInfo {
 
 #[derive(Debug, Deserialize)]
 pub struct ViewSubmission {
+    #[serde(default)]
+    pub team: Option<Team>,
     pub user: User,
     pub view: View,
 }
@@ -94,6 +105,16 @@ impl Interaction {
         let form: InteractionForm = serde_urlencoded::from_bytes(body)?;
         Ok(serde_json::from_str(&form.payload)?)
     }
+
+    /// The workspace it comes from, for the interactions that can change something
+    /// (`None` for the others, which are ignored anyway).
+    pub fn team_id(&self) -> Option<Option<&str>> {
+        match self {
+            Interaction::BlockActions(click) => Some(click.team.as_ref().map(|t| t.id.as_str())),
+            Interaction::ViewSubmission(sub) => Some(sub.team.as_ref().map(|t| t.id.as_str())),
+            Interaction::Other => None,
+        }
+    }
 }
 
 /// The immediate answer to Slack's HTTP request.
@@ -110,6 +131,48 @@ struct Reply<'a> {
 }
 
 impl Slack {
+    /// An interaction refused for its workspace: nothing changes; each vote it carried is
+    /// logged and audited as rejected, and the clicker is told why.
+    pub async fn refuse(&self, service: &Service, interaction: &Interaction, refusal: &Refusal) {
+        let (user, team, votes, response_url): (&str, Option<&str>, Vec<&str>, Option<&str>) =
+            match interaction {
+                Interaction::BlockActions(click) => (
+                    &click.user.id,
+                    click.team.as_ref().map(|t| t.id.as_str()),
+                    click
+                        .actions
+                        .iter()
+                        .filter(|a| {
+                            [APPROVE_ACTION_ID, DENY_ACTION_ID].contains(&a.action_id.as_str())
+                        })
+                        .filter_map(|a| a.value.as_deref())
+                        .collect(),
+                    click.response_url.as_deref(),
+                ),
+                Interaction::ViewSubmission(sub) => (
+                    &sub.user.id,
+                    sub.team.as_ref().map(|t| t.id.as_str()),
+                    vec![sub.view.private_metadata.as_str()],
+                    None,
+                ),
+                Interaction::Other => return,
+            };
+        let why = match refusal {
+            Refusal::Unknown => "the bot's Slack workspace is not known yet",
+            Refusal::Foreign(_) => "the callback came from another Slack workspace",
+        };
+        tracing::warn!(user, team, own = ?self.own_workspace(), why, "refused a Slack interaction");
+        for id in votes.iter().filter_map(|v| v.parse::<ActionId>().ok()) {
+            service
+                .audit()
+                .record(AuditEvent::vote_from_elsewhere(&id, user, team, why))
+                .await;
+        }
+        if !votes.is_empty() {
+            self.tell(&Reply { response_url }, refusal.text()).await;
+        }
+    }
+
     /// Dispatches one interaction; votes continue in the background.
     pub fn handle(self: &Arc<Self>, service: &Arc<Service>, interaction: Interaction) -> Ack {
         match interaction {

@@ -9,18 +9,29 @@ mod interactions;
 pub mod render;
 mod sync;
 pub mod verify;
+mod workspace;
 
 pub use commands::SlashCommand;
 pub use escalation::Target;
 pub use interactions::{Ack, Interaction};
 pub use sync::Synced;
+pub use workspace::Refusal;
 
 use api::SlackApi;
 use directory::Directory;
 use secrecy::{ExposeSecret, SecretString};
 use std::future::Future;
-use std::sync::OnceLock;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use workspace::Workspace;
+
+/// How long a callback that arrives before the workspace is known waits for `auth.test`
+/// (Slack wants an answer within 3 s).
+const INLINE_AUTH_TEST: Duration = Duration::from_secs(2);
+/// The longest pause between two `auth.test` attempts while it fails.
+const AUTH_RETRY_MAX: Duration = Duration::from_secs(60);
 
 pub struct Slack {
     pub api: SlackApi,
@@ -29,8 +40,12 @@ pub struct Slack {
     default_channel: Option<String>,
     /// Background work started by callbacks; drained at shutdown.
     tasks: TaskTracker,
-    /// Whether `auth.test` succeeded at start (None until it answered).
-    auth: OnceLock<Result<String, String>>,
+    /// The last answer of `auth.test` (None until it answered): the bot user, or why not.
+    auth: Mutex<Option<Result<String, String>>>,
+    /// The workspace whose callbacks count.
+    workspace: Workspace,
+    /// One inline `auth.test` at a time for callbacks that find the workspace unknown.
+    team_lookup: tokio::sync::Mutex<()>,
 }
 
 impl Slack {
@@ -38,6 +53,7 @@ impl Slack {
         api: SlackApi,
         signing_secret: SecretString,
         default_channel: Option<String>,
+        team_id: Option<String>,
     ) -> Self {
         Self {
             directory: Directory::new(api.clone()),
@@ -45,15 +61,32 @@ impl Slack {
             signing_secret,
             default_channel,
             tasks: TaskTracker::new(),
-            auth: OnceLock::new(),
+            auth: Mutex::new(None),
+            workspace: Workspace::new(team_id),
+            team_lookup: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// Checks the bot token once (`auth.test`) and remembers the answer for `/readyz`.
-    pub async fn check_auth(&self) {
+    /// Checks the bot token (`auth.test`), remembers the answer for `/readyz` and learns
+    /// the bot's workspace; while it fails, tries again, backing off to a minute apart,
+    /// until it succeeds or `shutdown`.
+    pub async fn check_auth(&self, shutdown: CancellationToken) {
+        let mut pause = Duration::from_secs(1);
+        while !self.auth_test_once().await {
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            pause = (pause * 2).min(AUTH_RETRY_MAX);
+        }
+    }
+
+    /// One `auth.test`; whether it succeeded.
+    async fn auth_test_once(&self) -> bool {
         let result = match self.api.auth_test().await {
             Ok(info) => {
                 tracing::info!(bot_user = %info.user_id, team = %info.team_id, "Slack auth.test succeeded");
+                self.workspace.learn(&info.team_id);
                 Ok(info.user_id)
             }
             Err(e) => {
@@ -61,16 +94,40 @@ impl Slack {
                 Err(e.to_string())
             }
         };
-        let _ = self.auth.set(result);
+        let ok = result.is_ok();
+        let mut auth = self.auth.lock().unwrap_or_else(|p| p.into_inner());
+        // A success stands: a later failure (an inline retry) does not undo it.
+        if !matches!(*auth, Some(Ok(_))) {
+            *auth = Some(result);
+        }
+        ok
     }
 
     /// `ok`, `failed` or `unknown` (not answered yet).
     pub fn auth_status(&self) -> &'static str {
-        match self.auth.get() {
+        match *self.auth.lock().unwrap_or_else(|p| p.into_inner()) {
             Some(Ok(_)) => "ok",
             Some(Err(_)) => "failed",
             None => "unknown",
         }
+    }
+
+    /// The workspace whose callbacks count, when known.
+    pub fn own_workspace(&self) -> Option<&str> {
+        self.workspace.own()
+    }
+
+    /// Whether a callback from workspace `team` may change anything. Before the bot's
+    /// own workspace is known, asks `auth.test` once more (briefly), so a click right after
+    /// start is not refused needlessly; still unknown, it is refused.
+    pub async fn admit(&self, team: Option<&str>) -> Result<(), Refusal> {
+        if self.workspace.own().is_none() {
+            let _one_at_a_time = self.team_lookup.lock().await;
+            if self.workspace.own().is_none() {
+                let _ = tokio::time::timeout(INLINE_AUTH_TEST, self.auth_test_once()).await;
+            }
+        }
+        self.workspace.admit(team)
     }
 
     pub fn verify(

@@ -29,8 +29,8 @@ struct Inner {
     pending: BTreeSet<String>,
     /// (client, request id) -> (value, expires)
     idempotency: HashMap<(String, String), (String, Instant)>,
-    /// (namespace, key) -> expires
-    flags: HashMap<(String, String), Instant>,
+    /// (namespace, key) -> (expires, value): `set_once` flags hold an empty value.
+    flags: HashMap<(String, String), (Instant, String)>,
     /// (due ms, member) ordered, plus member -> due ms.
     timers: BTreeSet<(i64, String)>,
     timer_due: HashMap<String, i64>,
@@ -65,7 +65,7 @@ impl Inner {
             return;
         }
         self.idempotency.retain(|_, (_, exp)| *exp > now);
-        self.flags.retain(|_, exp| *exp > now);
+        self.flags.retain(|_, (exp, _)| *exp > now);
         self.actions
             .retain(|_, r| r.forget_at.is_none_or(|t| t > now));
     }
@@ -101,10 +101,30 @@ impl Store for MemoryStore {
         inner.sweep(now);
         let key = (ns.to_owned(), key.to_owned());
         match inner.flags.get(&key) {
-            Some(exp) if *exp > now => Ok(false),
+            Some((exp, _)) if *exp > now => Ok(false),
             _ => {
-                inner.flags.insert(key, now + ttl);
+                inner.flags.insert(key, (now + ttl, String::new()));
                 Ok(true)
+            }
+        }
+    }
+
+    async fn claim(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> StoreResult<Option<String>> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.sweep(now);
+        let key = (ns.to_owned(), key.to_owned());
+        match inner.flags.get(&key) {
+            Some((exp, stored)) if *exp > now => Ok(Some(stored.clone())),
+            _ => {
+                inner.flags.insert(key, (now + ttl, value.to_owned()));
+                Ok(None)
             }
         }
     }
@@ -115,7 +135,7 @@ impl Store for MemoryStore {
         Ok(inner
             .flags
             .get(&(ns.to_owned(), key.to_owned()))
-            .is_some_and(|exp| *exp > now))
+            .is_some_and(|(exp, _)| *exp > now))
     }
 
     async fn create(&self, new: NewAction<'_>) -> StoreResult<Created> {

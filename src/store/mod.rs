@@ -198,6 +198,17 @@ pub trait Store: Send + Sync + 'static {
     /// it, atomically across replicas (replay guards, single-use grants).
     async fn set_once(&self, ns: &str, key: &str, ttl: Duration) -> StoreResult<bool>;
 
+    /// Sets `key` in namespace `ns` to `value` for `ttl` unless it is set, atomically across
+    /// replicas: `None` if this call set it, else the value that stands (which never
+    /// changes until it expires). A `set_once` flag reads as an empty value.
+    async fn claim(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> StoreResult<Option<String>>;
+
     /// Whether `key` is set in namespace `ns` (and not expired).
     async fn is_set(&self, ns: &str, key: &str) -> StoreResult<bool>;
 

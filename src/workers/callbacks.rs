@@ -1,6 +1,9 @@
 //! Decision callbacks: when an action with a `callback_url` leaves pending, POST the
-//! action object to it, signed with the creating client's secret (Standard Webhooks),
-//! with the same `webhook-id` on every attempt. Each attempt is one run of a durable
+//! action object to it, signed (Standard Webhooks) with the callback key derived from the
+//! creating client's secret (`greenlight secret derive --purpose callback`), never with
+//! the secret itself: a receiver holding the callback key cannot sign API requests, and
+//! a callback replayed against the API does not verify. The same `webhook-id` is sent on
+//! every attempt. Each attempt is one run of a durable
 //! timer, so retries survive restarts; they back off to an hour apart and stop after a
 //! day. The URL was checked against the client's `callback_hosts` when the action was
 //! created, and redirects are never followed (the app's HTTP client refuses them).
@@ -10,6 +13,7 @@ use crate::audit::AuditEvent;
 use crate::domain::ActionId;
 use crate::notify::{Retry, WebhookNotifier};
 use crate::service::Service;
+use crate::signing::KeyPurpose;
 use crate::store::StoreError;
 use chrono::{Duration as ChronoDuration, Utc};
 use std::sync::Arc;
@@ -39,7 +43,12 @@ impl Callbacks {
             crate::metrics::callback(crate::metrics::CallbackResult::Failed);
             return Ok(Fired::Done);
         };
-        let Some(secret) = client.secrets.first().cloned() else {
+        // From the first secret listed in the client's variable (several during a rotation).
+        let Some(secret) = client
+            .secrets
+            .first()
+            .map(|s| s.derive(KeyPurpose::Callback))
+        else {
             return Ok(Fired::Done);
         };
         // One attempt per run: the timer is the retry loop, so retries outlive a restart.

@@ -284,6 +284,8 @@ pub struct AppOptions {
     pub grant_signing_key: Option<String>,
     /// `GREENLIGHT_GRANT_PREVIOUS_KEY`.
     pub grant_previous_key: Option<String>,
+    /// `SLACK_TEAM_ID`: the workspace whose Slack callbacks count.
+    pub slack_team_id: Option<String>,
 }
 
 /// The signing secret of the Slack app in tests.
@@ -301,6 +303,7 @@ impl Default for AppOptions {
             notify_secret: None,
             grant_signing_key: None,
             grant_previous_key: None,
+            slack_team_id: None,
         }
     }
 }
@@ -343,6 +346,7 @@ async fn start(
         settings.slack_bot_token = Some(SLACK_BOT_TOKEN.into());
         settings.slack_signing_secret = Some(SLACK_SIGNING_SECRET.into());
         settings.slack_default_channel = Some("#approvals".into());
+        settings.slack_team_id = options.slack_team_id.clone();
     }
     if let Some(secret) = &options.notify_secret {
         settings.notify_secret = Some(secret.clone().into());

@@ -325,6 +325,58 @@ impl Store for RedisStore {
         Err(StoreError::Unavailable("Redis kept failing over".into()))
     }
 
+    async fn claim(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> StoreResult<Option<String>> {
+        let key = self.keys.flag(ns, key);
+        // Stored as `{token} {value}`: the token of this call tells, after an unconfirmed
+        // write (a failover), whether the value that stands is its own. `set_once` flags
+        // are a bare token, which reads as an empty value.
+        let token = ulid::Ulid::new().to_string();
+        let stored = format!("{token} {value}");
+        let value_of = |s: String| {
+            s.split_once(' ')
+                .map(|(_, v)| v.to_owned())
+                .unwrap_or_default()
+        };
+        for _ in 0..WRITE_ATTEMPTS {
+            let mut conn = self.conn.clone();
+            let set: Option<String> = cmd("SET")
+                .arg(&key)
+                .arg(&stored)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl.as_millis().max(1) as u64)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            let standing: Option<String> = if set.is_some() {
+                if conn.replicated().await.is_ok() {
+                    return Ok(None);
+                }
+                self.what_stands(cmd("GET").arg(&key)).await?
+            } else {
+                // The value never changes once set, so reading it after `SET NX` is as good
+                // as reading it atomically; unless it just expired: then try again.
+                cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?
+            };
+            match standing {
+                Some(s) if s == stored => return Ok(None),
+                Some(s) => return Ok(Some(value_of(s))),
+                None => continue,
+            }
+        }
+        Err(StoreError::Unavailable("Redis kept failing over".into()))
+    }
+
     async fn is_set(&self, ns: &str, key: &str) -> StoreResult<bool> {
         let mut conn = self.conn.clone();
         let n: i64 = cmd("EXISTS")
