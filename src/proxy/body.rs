@@ -7,6 +7,8 @@ use super::config::{BodyCondition, OnUnparsable, SqlHold};
 use super::strict_json;
 use crate::sql::{self, Kind};
 use axum::http::{HeaderMap, header};
+use bytes::Bytes;
+use std::sync::Arc;
 
 /// What a body condition decides for one request.
 #[derive(Debug, PartialEq, Eq)]
@@ -31,6 +33,24 @@ pub struct BodyVars {
 }
 
 impl BodyCondition {
+    /// [`evaluate`](Self::evaluate) on a blocking thread: parsing up to
+    /// `max_inspected_body_bytes` of SQL takes long enough to stall the requests sharing
+    /// an async worker.
+    pub async fn evaluate_blocking(
+        self: &Arc<Self>,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Evaluation {
+        let (this, headers, body) = (self.clone(), headers.clone(), body.clone());
+        match tokio::task::spawn_blocking(move || this.evaluate(&headers, &body)).await {
+            Ok(evaluation) => evaluation,
+            Err(e) => {
+                tracing::error!(error = %e, "evaluating a body condition failed");
+                self.unreadable(None, "the request body could not be evaluated".into())
+            }
+        }
+    }
+
     pub fn evaluate(&self, headers: &HeaderMap, body: &[u8]) -> Evaluation {
         let field = self.field(headers, body);
         let Some(sql) = &self.sql else {
@@ -51,18 +71,7 @@ impl BodyCondition {
             Ok(c) => c,
             // Checked before `matches`: a regex miss must never let through a body we
             // could not read.
-            Err(why) => {
-                return match sql.on_unparsable {
-                    OnUnparsable::Hold => Evaluation::Apply(BodyVars {
-                        field: field.ok(),
-                        sql_kind: Kind::UNKNOWN.into(),
-                        sql_tables: String::new(),
-                    }),
-                    OnUnparsable::Refuse => {
-                        Evaluation::Refuse(format!("the request body cannot be inspected: {why}"))
-                    }
-                };
-            }
+            Err(why) => return self.unreadable(field.ok(), why),
         };
         let text = field.unwrap_or_default();
         let holds = match sql.hold {
@@ -80,6 +89,22 @@ impl BodyCondition {
         })
     }
 
+    /// A body that could not be inspected: held as `unknown`, or refused. Without `sql`
+    /// (a regex alone), the route does not apply.
+    fn unreadable(&self, field: Option<String>, why: String) -> Evaluation {
+        match self.sql.as_ref().map(|s| s.on_unparsable) {
+            None => Evaluation::Skip,
+            Some(OnUnparsable::Hold) => Evaluation::Apply(BodyVars {
+                field,
+                sql_kind: Kind::UNKNOWN.into(),
+                sql_tables: String::new(),
+            }),
+            Some(OnUnparsable::Refuse) => {
+                Evaluation::Refuse(format!("the request body cannot be inspected: {why}"))
+            }
+        }
+    }
+
     fn pre_filter(&self, text: &str) -> bool {
         self.matches.as_ref().is_none_or(|re| re.is_match(text))
     }
@@ -94,6 +119,23 @@ impl BodyCondition {
                 .is_ok_and(|e| e.trim().eq_ignore_ascii_case("identity"));
             if !identity {
                 return Err("the body is compressed (Content-Encoding)".into());
+            }
+        }
+        // An upstream that reads the same bytes as a form (or anything else) would find
+        // another query in them than the one inspected here.
+        let mut declared = headers.get_all(header::CONTENT_TYPE).iter();
+        if let Some(content_type) = declared.next() {
+            let json = declared.next().is_none()
+                && content_type
+                    .to_str()
+                    .ok()
+                    .and_then(|v| v.parse::<mime::Mime>().ok())
+                    .is_some_and(|m| {
+                        m.type_() == mime::APPLICATION
+                            && (m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON))
+                    });
+            if !json {
+                return Err("the body is not declared as JSON (one JSON Content-Type)".into());
             }
         }
         let json = strict_json::parse(body).map_err(|e| format!("the body is not JSON: {e}"))?;

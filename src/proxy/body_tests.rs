@@ -108,6 +108,35 @@ fn compressed_bodies_are_not_inspected() {
 }
 
 #[test]
+fn only_json_content_types_are_inspected() {
+    let c = writes();
+    let body = query("SELECT 1");
+    let with = |content_type: &'static str| {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        c.evaluate(&headers, &body)
+    };
+    assert_eq!(with("application/json"), Evaluation::Skip);
+    assert_eq!(with("application/json; charset=utf-8"), Evaluation::Skip);
+    assert_eq!(with("application/vnd.api+json"), Evaluation::Skip);
+    assert_eq!(
+        with("application/x-www-form-urlencoded"),
+        applied("unknown", "", None)
+    );
+    assert_eq!(with("text/plain"), applied("unknown", "", None));
+    let mut twice = HeaderMap::new();
+    twice.append(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    twice.append(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    assert_eq!(c.evaluate(&twice, &body), applied("unknown", "", None));
+}
+
+#[test]
 fn refuse_answers_instead_of_holding() {
     let c = condition(SqlHold::Writes, None, OnUnparsable::Refuse);
     let Evaluation::Refuse(why) = eval(&c, b"not json") else {

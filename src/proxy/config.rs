@@ -9,6 +9,7 @@ use regex::Regex;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug)]
@@ -65,7 +66,8 @@ pub struct Route {
     pub methods: Vec<Method>,
     pub path: String,
     matcher: matchit::Router<()>,
-    pub body: Option<BodyCondition>,
+    /// Shared so that a blocking task can evaluate it (see `body.rs`).
+    pub body: Option<Arc<BodyCondition>>,
     pub action: Template,
     pub resource: Template,
     pub reason: Option<Template>,
@@ -307,7 +309,10 @@ fn route(raw: RawRoute) -> Result<Route, String> {
         .insert(raw.path.clone(), ())
         .map_err(|e| at("path", e.to_string()))?;
     let params = path_params(&raw.path);
-    let body = raw.body.map(|b| body_condition(b, &at)).transpose()?;
+    let body = raw
+        .body
+        .map(|b| body_condition(b, &at).map(Arc::new))
+        .transpose()?;
     let has_body = body.is_some();
     let has_sql = body.as_ref().is_some_and(|b| b.sql.is_some());
     let template = |field: &str, s: &str| {

@@ -158,7 +158,8 @@ async fn find_route<'a>(
                     let whole = axum::body::to_bytes(body.take().expect("read once"), limit);
                     read = Some(whole.await.map_err(|_| forward::too_large())?);
                 }
-                match condition.evaluate(&parts.headers, read.as_deref().unwrap_or_default()) {
+                let bytes = read.as_ref().expect("read above");
+                match condition.evaluate_blocking(&parts.headers, bytes).await {
                     Evaluation::Apply(vars) => vars,
                     Evaluation::Skip => continue,
                     Evaluation::Refuse(why) => {

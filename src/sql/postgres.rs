@@ -13,7 +13,11 @@ use std::collections::BTreeSet;
 pub fn classify(sql: &str) -> Result<Vec<Statement>, SqlError> {
     // A NUL byte ends a C string early: the server would never see what follows it, but
     // neither can we classify it, so it is refused like any parse error.
-    let parsed = pg_query::parse(sql, 0).map_err(|e| SqlError::Parse(e.to_string()))?;
+    // pg_query's Rust side asserts on the tree's shape in places; a panic there is one
+    // more text we cannot classify, not a crash of the caller.
+    let parsed = std::panic::catch_unwind(|| pg_query::parse(sql, 0))
+        .map_err(|_| SqlError::Parse("the parser failed".into()))?
+        .map_err(|e| SqlError::Parse(e.to_string()))?;
     parsed
         .protobuf
         .stmts

@@ -591,3 +591,19 @@ fn mysql_through_sqlparser() {
     assert!(classify("SELECT 1 /*! ; DROP TABLE users */", Dialect::MySql).is_err());
     assert!(classify("DELET FROM users", Dialect::MySql).is_err());
 }
+
+#[test]
+fn nesting_beyond_the_parsers_limits_is_an_error_not_a_crash() {
+    let nested = |n: usize| {
+        format!(
+            "SELECT * FROM {}users{}",
+            "(SELECT * FROM ".repeat(n),
+            ") x".repeat(n)
+        )
+    };
+    pg(&nested(10), "select", true, false, "users");
+    for n in [40, 300, 5000] {
+        assert!(classify(&nested(n), Dialect::Postgres).is_err(), "{n}");
+        assert!(classify(&nested(n), Dialect::MySql).is_err(), "{n}");
+    }
+}

@@ -36,10 +36,18 @@ async fn sql_proxy(app: &TestApp, routes: &str) -> super::Running {
 }
 
 fn post(proxy: &super::Running, body: impl Into<reqwest::Body>) -> reqwest::RequestBuilder {
+    post_as(proxy, "application/json", body)
+}
+
+fn post_as(
+    proxy: &super::Running,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::RequestBuilder {
     reqwest::Client::new()
         .post(format!("{}/sql", proxy.base))
         .header("x-user", "alice")
-        .header("content-type", "application/json")
+        .header("content-type", content_type)
         .body(body)
 }
 
@@ -186,6 +194,18 @@ fn unreadable(proxy: &super::Running) -> Vec<(&'static str, reqwest::RequestBuil
         ("no pointer", post(proxy, r#"{"sql": "DROP TABLE users"}"#)),
         ("number at pointer", post(proxy, r#"{"query": 42}"#)),
         ("does not parse", post(proxy, query("DELET FROM users"))),
+        (
+            "form content type",
+            post_as(
+                proxy,
+                "application/x-www-form-urlencoded",
+                query("SELECT 1"),
+            ),
+        ),
+        (
+            "two content types",
+            post(proxy, query("SELECT 1")).header("content-type", "text/plain"),
+        ),
         (
             "gzip",
             post(proxy, query("SELECT 1")).header("content-encoding", "gzip"),
