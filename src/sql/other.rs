@@ -6,7 +6,9 @@ use super::functions::{SideEffect, side_effect};
 use super::kind::{Kind, snake_case};
 use super::{Dialect, SqlError, Statement as Classified, quote_ident};
 use sqlparser::ast::{Expr, ObjectName, ObjectNamePart, Query, Select, Statement, Visit, Visitor};
-use sqlparser::dialect::{GenericDialect, MsSqlDialect, MySqlDialect, SQLiteDialect};
+use sqlparser::dialect::{
+    GenericDialect, MsSqlDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect,
+};
 use sqlparser::parser::Parser;
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
@@ -23,7 +25,9 @@ pub fn classify(sql: &str, dialect: Dialect) -> Result<Vec<Classified>, SqlError
         Dialect::MySql => Parser::parse_sql(&MySqlDialect {}, sql),
         Dialect::Sqlite => Parser::parse_sql(&SQLiteDialect {}, sql),
         Dialect::MsSql => Parser::parse_sql(&MsSqlDialect {}, sql),
-        Dialect::Generic | Dialect::Postgres => Parser::parse_sql(&GenericDialect {}, sql),
+        Dialect::Generic => Parser::parse_sql(&GenericDialect {}, sql),
+        // Not reached (PostgreSQL text goes to its own parser), but never a looser grammar.
+        Dialect::Postgres => Parser::parse_sql(&PostgreSqlDialect {}, sql),
     }
     .map_err(|e| SqlError::Parse(e.to_string()))?;
     Ok(parsed.iter().map(statement).collect())
@@ -119,8 +123,16 @@ impl Visitor for Walk {
     }
 
     fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<()> {
-        if select.into.is_some() {
+        if let Some(into) = &select.into {
             self.kinds.push(Kind::new("select_into"));
+            for target in &into.targets {
+                let name = match target {
+                    Expr::Identifier(ident) => ObjectName::from(vec![ident.clone()]),
+                    Expr::CompoundIdentifier(idents) => ObjectName::from(idents.clone()),
+                    _ => continue,
+                };
+                self.tables.insert(render(&name));
+            }
         }
         ControlFlow::Continue(())
     }
