@@ -249,3 +249,17 @@ async fn on_unparsable_refuse_answers_400_and_forwards_nothing() {
     let (status, _, _) = send(post(&proxy, query("SELECT 1"))).await;
     assert_eq!(status, 200);
 }
+
+/// Tables are never cut to fit: an action whose resource would be too long is refused by
+/// Greenlight, and the request is not forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_tables_for_a_resource_fail_closed() {
+    let app = spawn_app(Backend::Memory).await;
+    let proxy = sql_proxy(&app, SQL_ROUTES).await;
+    let tables: Vec<String> = (0..60).map(|i| format!("table_number_{i:03}")).collect();
+    let sql = format!("DELETE FROM payments USING {}", tables.join(", "));
+    let (status, _, body) = send(post(&proxy, query(&sql))).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_request");
+    assert_eq!(proxy.upstream.reached.load(Ordering::SeqCst), 0);
+}
