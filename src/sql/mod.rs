@@ -11,6 +11,8 @@ mod other;
 mod postgres;
 
 #[cfg(test)]
+mod other_tests;
+#[cfg(test)]
 mod tests;
 
 pub use kind::Kind;
