@@ -21,6 +21,25 @@ pub enum Evaluation {
     Refuse(String),
 }
 
+/// Why a body could not be inspected: each case is held as `unknown`, or refused.
+#[derive(Debug, thiserror::Error)]
+enum Unreadable {
+    #[error("the body is compressed (Content-Encoding)")]
+    Compressed,
+    #[error("the body is not declared as JSON (one JSON Content-Type)")]
+    NotDeclaredJson,
+    #[error("the body is not JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("the value at `{0}` is not a string")]
+    NotAString(String),
+    #[error("the body has nothing at `{0}`")]
+    Missing(String),
+    #[error(transparent)]
+    Sql(#[from] sql::SqlError),
+    #[error("the body could not be evaluated")]
+    Failed,
+}
+
 /// The template variables a body condition provides.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct BodyVars {
@@ -46,7 +65,7 @@ impl BodyCondition {
             Ok(evaluation) => evaluation,
             Err(e) => {
                 tracing::error!(error = %e, "evaluating a body condition failed");
-                self.unreadable(None, "the request body could not be evaluated".into())
+                self.unreadable(None, Unreadable::Failed)
             }
         }
     }
@@ -63,17 +82,16 @@ impl BodyCondition {
                 _ => Evaluation::Skip,
             };
         };
-        let classified = field
-            .as_deref()
-            .map_err(Clone::clone)
-            .and_then(|text| sql::classify(text, sql.dialect).map_err(|e| e.to_string()));
-        let classified = match classified {
-            Ok(c) => c,
-            // Checked before `matches`: a regex miss must never let through a body we
-            // could not read.
-            Err(why) => return self.unreadable(field.ok(), why),
+        // Checked before `matches`: a regex miss must never let through a body we could
+        // not read.
+        let text = match field {
+            Ok(text) => text,
+            Err(why) => return self.unreadable(None, why),
         };
-        let text = field.unwrap_or_default();
+        let classified = match sql::classify(&text, sql.dialect) {
+            Ok(c) => c,
+            Err(why) => return self.unreadable(Some(text), why.into()),
+        };
         let holds = match sql.hold {
             SqlHold::Writes => !classified.is_plain_read(),
             SqlHold::Ddl => classified.is_ddl(),
@@ -91,7 +109,8 @@ impl BodyCondition {
 
     /// A body that could not be inspected: held as `unknown`, or refused. Without `sql`
     /// (a regex alone), the route does not apply.
-    fn unreadable(&self, field: Option<String>, why: String) -> Evaluation {
+    fn unreadable(&self, field: Option<String>, why: Unreadable) -> Evaluation {
+        tracing::info!(reason = %why, "a request body cannot be inspected");
         match self.sql.as_ref().map(|s| s.on_unparsable) {
             None => Evaluation::Skip,
             Some(OnUnparsable::Hold) => Evaluation::Apply(BodyVars {
@@ -110,7 +129,7 @@ impl BodyCondition {
     }
 
     /// The string at the pointer, or why there is none.
-    fn field(&self, headers: &HeaderMap, body: &[u8]) -> Result<String, String> {
+    fn field(&self, headers: &HeaderMap, body: &[u8]) -> Result<String, Unreadable> {
         // The proxy forwards the bytes as they came; a compressed body would be read by
         // the upstream after decompression, which the proxy does not do.
         for encoding in headers.get_all(header::CONTENT_ENCODING) {
@@ -118,7 +137,7 @@ impl BodyCondition {
                 .to_str()
                 .is_ok_and(|e| e.trim().eq_ignore_ascii_case("identity"));
             if !identity {
-                return Err("the body is compressed (Content-Encoding)".into());
+                return Err(Unreadable::Compressed);
             }
         }
         // An upstream that reads the same bytes as a form (or anything else) would find
@@ -135,14 +154,14 @@ impl BodyCondition {
                             && (m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON))
                     });
             if !json {
-                return Err("the body is not declared as JSON (one JSON Content-Type)".into());
+                return Err(Unreadable::NotDeclaredJson);
             }
         }
-        let json = strict_json::parse(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+        let json = strict_json::parse(body).map_err(Unreadable::NotJson)?;
         match json.pointer(&self.pointer) {
             Some(serde_json::Value::String(text)) => Ok(text.clone()),
-            Some(_) => Err(format!("the value at `{}` is not a string", self.pointer)),
-            None => Err(format!("the body has nothing at `{}`", self.pointer)),
+            Some(_) => Err(Unreadable::NotAString(self.pointer.clone())),
+            None => Err(Unreadable::Missing(self.pointer.clone())),
         }
     }
 }
