@@ -546,3 +546,72 @@ fn nesting_beyond_the_parsers_limits_is_an_error_not_a_crash() {
         assert!(classify(&nested(n), Dialect::MySql).is_err(), "{n}");
     }
 }
+
+mod disguises {
+    //! Property: however a write is dressed (comments, case, whitespace, reads stacked
+    //! around it, a CTE wrapping it), it stays a write of the same kind.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    const WRITES: &[(&str, &str)] = &[
+        ("DELETE FROM users", "delete"),
+        ("UPDATE users SET a = 1", "update"),
+        ("INSERT INTO users VALUES (1)", "insert"),
+        ("DROP TABLE users", "drop_table"),
+        ("TRUNCATE users", "truncate"),
+    ];
+
+    fn gap() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                Just(" ".to_owned()),
+                Just("\n\t".to_owned()),
+                Just("/* DROP */".to_owned()),
+                Just("/* a /* nested */ b */".to_owned()),
+                Just("-- SELECT 1;\n".to_owned()),
+            ],
+            0..4,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    fn recase(sql: &str, mask: u64) -> String {
+        sql.chars()
+            .enumerate()
+            .map(|(i, c)| {
+                if mask >> (i % 64) & 1 == 1 {
+                    c.to_ascii_uppercase()
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            })
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn a_disguised_write_is_still_that_write(
+            which in 0..WRITES.len(),
+            before in gap(),
+            after in gap(),
+            mask in any::<u64>(),
+            stacked in 0..3usize,
+            wrapped in any::<bool>(),
+        ) {
+            let (write, kind) = WRITES[which];
+            // Only statements with RETURNING can hide in a CTE.
+            let core = if wrapped && matches!(kind, "delete" | "update" | "insert") {
+                format!("WITH w AS ({write} RETURNING 1) SELECT * FROM w")
+            } else {
+                write.to_owned()
+            };
+            let reads = "SELECT 1;".repeat(stacked);
+            let sql = format!("{reads}{before}{}{after}", recase(&core, mask));
+            let c = classify(&sql, Dialect::Postgres).unwrap();
+            prop_assert!(!c.is_plain_read(), "{sql:?}");
+            prop_assert_eq!(c.kind().as_str(), kind, "{:?}", sql);
+            prop_assert!(c.tables().contains("users"), "{sql:?}");
+        }
+    }
+}
