@@ -3,7 +3,7 @@
 //! on a route with `sql`, a body that cannot be inspected (compressed, not JSON, no string
 //! at the pointer, SQL that does not parse) is held as `unknown`, or refused.
 
-use super::config::{BodyCondition, OnUnparsable, SqlHold};
+use super::config::{BodyCondition, OnUnparsable};
 use super::strict_json;
 use crate::sql::{self, Kind};
 use axum::http::{HeaderMap, header};
@@ -92,12 +92,7 @@ impl BodyCondition {
             Ok(c) => c,
             Err(why) => return self.unreadable(Some(text), why.into()),
         };
-        let holds = match sql.hold {
-            SqlHold::Writes => !classified.is_plain_read(),
-            SqlHold::Ddl => classified.is_ddl(),
-            SqlHold::Any => true,
-        };
-        if !holds || !self.pre_filter(&text) {
+        if !sql.hold.selects(&classified) || !self.pre_filter(&text) {
             return Evaluation::Skip;
         }
         Evaluation::Apply(BodyVars {

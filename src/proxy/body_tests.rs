@@ -3,11 +3,11 @@
 
 use super::*;
 use crate::proxy::config::SqlCondition;
-use crate::sql::Dialect;
+use crate::sql::{Dialect, Selector};
 use axum::http::HeaderValue;
 use regex::Regex;
 
-fn condition(hold: SqlHold, matches: Option<&str>, on_unparsable: OnUnparsable) -> BodyCondition {
+fn condition(hold: Selector, matches: Option<&str>, on_unparsable: OnUnparsable) -> BodyCondition {
     BodyCondition {
         pointer: "/query".into(),
         matches: matches.map(|m| Regex::new(m).unwrap()),
@@ -20,7 +20,7 @@ fn condition(hold: SqlHold, matches: Option<&str>, on_unparsable: OnUnparsable) 
 }
 
 fn writes() -> BodyCondition {
-    condition(SqlHold::Writes, None, OnUnparsable::Hold)
+    condition(Selector::Writes, None, OnUnparsable::Hold)
 }
 
 fn query(sql: &str) -> Vec<u8> {
@@ -57,13 +57,13 @@ fn writes_apply_and_plain_reads_skip() {
 
 #[test]
 fn ddl_and_any() {
-    let ddl = condition(SqlHold::Ddl, None, OnUnparsable::Hold);
+    let ddl = condition(Selector::Ddl, None, OnUnparsable::Hold);
     assert_eq!(eval(&ddl, &query("DELETE FROM users")), Evaluation::Skip);
     assert!(matches!(
         eval(&ddl, &query("ALTER TABLE users DROP COLUMN x")),
         Evaluation::Apply(_)
     ));
-    let any = condition(SqlHold::Any, None, OnUnparsable::Hold);
+    let any = condition(Selector::Any, None, OnUnparsable::Hold);
     assert_eq!(
         eval(&any, &query("SELECT * FROM t")),
         applied("select", "t", Some("SELECT * FROM t"))
@@ -138,7 +138,7 @@ fn only_json_content_types_are_inspected() {
 
 #[test]
 fn refuse_answers_instead_of_holding() {
-    let c = condition(SqlHold::Writes, None, OnUnparsable::Refuse);
+    let c = condition(Selector::Writes, None, OnUnparsable::Refuse);
     let Evaluation::Refuse(why) = eval(&c, b"not json") else {
         panic!("not refused");
     };
@@ -148,7 +148,7 @@ fn refuse_answers_instead_of_holding() {
 
 #[test]
 fn a_regex_narrows_but_never_lets_an_unreadable_body_through() {
-    let c = condition(SqlHold::Writes, Some("(?i)payments"), OnUnparsable::Hold);
+    let c = condition(Selector::Writes, Some("(?i)payments"), OnUnparsable::Hold);
     assert_eq!(eval(&c, &query("DELETE FROM users")), Evaluation::Skip);
     assert!(matches!(
         eval(&c, &query("DELETE FROM payments")),

@@ -3,7 +3,7 @@
 //! limits. Parsed once at start into checked types; unknown fields are errors.
 
 use super::template::Template;
-use crate::sql::Dialect;
+use crate::sql::{Dialect, Selector};
 use axum::http::Method;
 use regex::Regex;
 use serde::Deserialize;
@@ -89,20 +89,10 @@ pub struct BodyCondition {
 /// `sql = "writes" | "ddl" | "any"` with its `dialect` and `on_unparsable`.
 #[derive(Debug)]
 pub struct SqlCondition {
-    pub hold: SqlHold,
+    /// Which statements make the route apply.
+    pub hold: Selector,
     pub dialect: Dialect,
     pub on_unparsable: OnUnparsable,
-}
-
-/// Which statements make the route apply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SqlHold {
-    /// Any statement that is not a plain read.
-    Writes,
-    /// Schema and privilege changes only (and code that may make them).
-    Ddl,
-    /// Every statement.
-    Any,
 }
 
 /// What a body the proxy cannot inspect gets, on a route whose method and path matched.
@@ -378,17 +368,12 @@ fn body_condition(
             None
         }
         Some(hold) => Some(SqlCondition {
-            hold: match hold.as_str() {
-                "writes" => SqlHold::Writes,
-                "ddl" => SqlHold::Ddl,
-                "any" => SqlHold::Any,
-                other => {
-                    return Err(at(
-                        "body.sql",
-                        format!("`{other}`: use `writes`, `ddl` or `any`"),
-                    ));
-                }
-            },
+            hold: Selector::parse(&hold).ok_or_else(|| {
+                at(
+                    "body.sql",
+                    format!("`{hold}`: use `writes`, `ddl` or `any`"),
+                )
+            })?,
             dialect: match raw.dialect.as_deref() {
                 None => Dialect::Postgres,
                 Some(d) => Dialect::parse(d).ok_or_else(|| {
@@ -447,7 +432,7 @@ mod tests {
             .find(|r| r.name == "sql-writes")
             .unwrap();
         let condition = sql.body.as_ref().and_then(|b| b.sql.as_ref()).unwrap();
-        assert_eq!(condition.hold, SqlHold::Writes);
+        assert_eq!(condition.hold, Selector::Writes);
         assert_eq!(condition.dialect, Dialect::Postgres);
     }
 

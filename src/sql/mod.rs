@@ -48,6 +48,36 @@ impl Dialect {
     }
 }
 
+/// Which texts a rule is about: `sql = "writes" | "ddl" | "any"` in configuration files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Selector {
+    /// Some statement is not a plain read.
+    Writes,
+    /// Some statement changes the schema or privileges (or may).
+    Ddl,
+    /// Every text.
+    Any,
+}
+
+impl Selector {
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "writes" => Self::Writes,
+            "ddl" => Self::Ddl,
+            "any" => Self::Any,
+            _ => return None,
+        })
+    }
+
+    pub fn selects(self, sql: &Classification) -> bool {
+        match self {
+            Self::Writes => !sql.is_plain_read(),
+            Self::Ddl => sql.is_ddl(),
+            Self::Any => true,
+        }
+    }
+}
+
 /// One statement of a SQL text, classified.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Statement {

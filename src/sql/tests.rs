@@ -493,6 +493,22 @@ fn what_does_not_parse_is_an_error() {
 }
 
 #[test]
+fn selectors_pick_writes_schema_changes_or_everything() {
+    let c = |sql| classify(sql, Dialect::Postgres).unwrap();
+    let (read, delete, alter) = (
+        c("SELECT 1"),
+        c("SELECT 1; DELETE FROM t"),
+        c("ALTER TABLE t ADD x int"),
+    );
+    assert_eq!(Selector::parse("writes"), Some(Selector::Writes));
+    assert_eq!(Selector::parse("write"), None);
+    let picks = |s: Selector| [&read, &delete, &alter].map(|c| s.selects(c));
+    assert_eq!(picks(Selector::Writes), [false, true, true]);
+    assert_eq!(picks(Selector::Ddl), [false, false, true]);
+    assert_eq!(picks(Selector::Any), [true, true, true]);
+}
+
+#[test]
 fn kinds_are_ordered_by_danger() {
     let order = [
         "transaction",
