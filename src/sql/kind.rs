@@ -66,7 +66,8 @@ impl Kind {
 
     /// Changes the schema or privileges. `truncate` counts (it replaces the table's
     /// storage under an exclusive lock, and is DDL in MySQL), and so do `do`, `call` and
-    /// `execute`: they run code this parser cannot see, which may change the schema.
+    /// `execute`: they run code this parser cannot see, which may change the schema; and
+    /// so does `unknown`.
     pub fn is_ddl(&self) -> bool {
         let k = self.0.as_str();
         k.starts_with("create_")
