@@ -5,6 +5,10 @@
 # Kubernetes probes /healthz and /readyz (manifests/), so the image has no HEALTHCHECK.
 
 FROM rust:1-bookworm AS build
+# pg_query builds PostgreSQL's parser (C) and generates its bindings with bindgen.
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libclang-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only what the build reads; the caches keep the registry and the dependencies' builds
 # between builds of the same machine.

@@ -21,6 +21,7 @@ pub mod reload;
 pub mod service;
 pub mod signing;
 pub mod slack;
+pub mod sql;
 pub mod store;
 pub mod telemetry;
 pub mod waiters;

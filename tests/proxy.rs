@@ -3,6 +3,9 @@
 //! else passes through untouched and streamed.
 
 mod common;
+/// SQL-aware body conditions (`sql = "writes"`).
+#[path = "proxy/sql.rs"]
+mod sql;
 
 use axum::Router;
 use axum::body::Body;

@@ -4,11 +4,13 @@
 
 use super::template::Template;
 use crate::middleware::canonical;
+use crate::sql::{Dialect, Selector};
 use axum::http::Method;
 use regex::Regex;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug)]
@@ -80,7 +82,8 @@ pub struct Route {
     pub methods: Vec<Method>,
     pub path: String,
     matcher: matchit::Router<()>,
-    pub body: Option<BodyCondition>,
+    /// Shared so that a blocking task can evaluate it (see `body.rs`).
+    pub body: Option<Arc<BodyCondition>>,
     pub action: Template,
     pub resource: Template,
     pub reason: Option<Template>,
@@ -88,11 +91,33 @@ pub struct Route {
     pub ttl: Option<Duration>,
 }
 
-/// The route applies only when the JSON body has a string at `pointer` matching `matches`.
+/// The route applies depending on the string at `pointer` in the JSON body: its SQL
+/// (`sql`), and/or a regular expression on its text (`matches`). Evaluated in `body.rs`.
 #[derive(Debug)]
 pub struct BodyCondition {
     pub pointer: String,
-    pub matches: Regex,
+    /// Without `sql`: the route applies when the text matches. With `sql`: a pre-filter
+    /// narrowing which statements the route is about; never a way around `on_unparsable`.
+    pub matches: Option<Regex>,
+    pub sql: Option<SqlCondition>,
+}
+
+/// `sql = "writes" | "ddl" | "any"` with its `dialect` and `on_unparsable`.
+#[derive(Debug)]
+pub struct SqlCondition {
+    /// Which statements make the route apply.
+    pub hold: Selector,
+    pub dialect: Dialect,
+    pub on_unparsable: OnUnparsable,
+}
+
+/// What a body the proxy cannot inspect gets, on a route whose method and path matched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnUnparsable {
+    /// Held for approval with `{sql.kind}` = `unknown`.
+    Hold,
+    /// Answered `400 invalid_request`, never forwarded.
+    Refuse,
 }
 
 impl Route {
@@ -190,7 +215,10 @@ struct RawRoute {
 #[serde(deny_unknown_fields)]
 struct RawBody {
     pointer: String,
-    matches: String,
+    matches: Option<String>,
+    sql: Option<String>,
+    dialect: Option<String>,
+    on_unparsable: Option<String>,
 }
 
 impl ProxyConfig {
@@ -342,23 +370,13 @@ fn route(raw: RawRoute) -> Result<Route, String> {
     let params = path_params(&raw.path);
     let body = raw
         .body
-        .map(|b| {
-            if !b.pointer.starts_with('/') {
-                return Err(at(
-                    "body.pointer",
-                    format!("`{}` is not a JSON pointer (e.g. `/query`)", b.pointer),
-                ));
-            }
-            let matches = Regex::new(&b.matches).map_err(|e| at("body.matches", e.to_string()))?;
-            Ok(BodyCondition {
-                pointer: b.pointer,
-                matches,
-            })
-        })
+        .map(|b| body_condition(b, &at).map(Arc::new))
         .transpose()?;
     let has_body = body.is_some();
-    let template =
-        |field: &str, s: &str| Template::parse(s, &params, has_body).map_err(|e| at(field, e));
+    let has_sql = body.as_ref().is_some_and(|b| b.sql.is_some());
+    let template = |field: &str, s: &str| {
+        Template::parse(s, &params, has_body, has_sql).map_err(|e| at(field, e))
+    };
     let action = template("action", &raw.action)?;
     let resource = template("resource", &raw.resource)?;
     let reason = raw
@@ -389,6 +407,70 @@ fn route(raw: RawRoute) -> Result<Route, String> {
     })
 }
 
+fn body_condition(
+    raw: RawBody,
+    at: &dyn Fn(&str, String) -> String,
+) -> Result<BodyCondition, String> {
+    if !raw.pointer.starts_with('/') {
+        return Err(at(
+            "body.pointer",
+            format!("`{}` is not a JSON pointer (e.g. `/query`)", raw.pointer),
+        ));
+    }
+    let matches = raw
+        .matches
+        .map(|m| Regex::new(&m).map_err(|e| at("body.matches", e.to_string())))
+        .transpose()?;
+    let sql = match raw.sql {
+        None => {
+            for (field, set) in [
+                ("body.dialect", raw.dialect.is_some()),
+                ("body.on_unparsable", raw.on_unparsable.is_some()),
+            ] {
+                if set {
+                    return Err(at(field, "needs `sql` on the same condition".into()));
+                }
+            }
+            if matches.is_none() {
+                return Err(at("body", "needs `sql` or `matches`".into()));
+            }
+            None
+        }
+        Some(hold) => Some(SqlCondition {
+            hold: Selector::parse(&hold).ok_or_else(|| {
+                at(
+                    "body.sql",
+                    format!("`{hold}`: use `writes`, `ddl` or `any`"),
+                )
+            })?,
+            dialect: match raw.dialect.as_deref() {
+                None => Dialect::Postgres,
+                Some(d) => Dialect::parse(d).ok_or_else(|| {
+                    at(
+                        "body.dialect",
+                        format!("unknown dialect `{d}` (one of {})", Dialect::NAMES),
+                    )
+                })?,
+            },
+            on_unparsable: match raw.on_unparsable.as_deref() {
+                None | Some("hold") => OnUnparsable::Hold,
+                Some("refuse") => OnUnparsable::Refuse,
+                Some(other) => {
+                    return Err(at(
+                        "body.on_unparsable",
+                        format!("`{other}`: use `hold` or `refuse`"),
+                    ));
+                }
+            },
+        }),
+    };
+    Ok(BodyCondition {
+        pointer: raw.pointer,
+        matches,
+        sql,
+    })
+}
+
 /// The parameter names of a path pattern: `/db/{name}/{*rest}` has `name` and `rest`.
 fn path_params(path: &str) -> Vec<String> {
     path.split('/')
@@ -413,6 +495,14 @@ mod tests {
             .expect("matches");
         assert_eq!(params, vec![("id".to_owned(), "42".to_owned())]);
         assert!(delete.matches(&Method::GET, "/accounts/42").is_none());
+        let sql = config
+            .routes
+            .iter()
+            .find(|r| r.name == "sql-writes")
+            .unwrap();
+        let condition = sql.body.as_ref().and_then(|b| b.sql.as_ref()).unwrap();
+        assert_eq!(condition.hold, Selector::Writes);
+        assert_eq!(condition.dialect, Dialect::Postgres);
     }
 
     #[test]
@@ -437,6 +527,51 @@ mod tests {
         let e =
             with("[[route]]\nname = \"r\"\npath = \"/a\"\naction = \"a\"\nresource = \"{body}\"\n");
         assert!(e.contains("{body}"), "{e}");
+        let sql = |body: &str, resource: &str| {
+            with(&format!(
+                "[[route]]\nname = \"r\"\npath = \"/a\"\naction = \"a\"\nresource = \"{resource}\"\nbody = {body}\n"
+            ))
+        };
+        for (body, resource, named) in [
+            (
+                r#"{ pointer = "/q", sql = "write" }"#,
+                "x",
+                "route `r`, body.sql",
+            ),
+            (
+                r#"{ pointer = "/q", sql = "writes", dialect = "oracle9" }"#,
+                "x",
+                "route `r`, body.dialect",
+            ),
+            (
+                r#"{ pointer = "/q", sql = "writes", on_unparsable = "pass" }"#,
+                "x",
+                "route `r`, body.on_unparsable",
+            ),
+            (
+                r#"{ pointer = "/q", on_unparsable = "hold", matches = "x" }"#,
+                "x",
+                "route `r`, body.on_unparsable",
+            ),
+            (
+                r#"{ pointer = "/q" }"#,
+                "x",
+                "route `r`, body: needs `sql` or `matches`",
+            ),
+            (
+                r#"{ pointer = "q", sql = "any" }"#,
+                "x",
+                "route `r`, body.pointer",
+            ),
+            (
+                r#"{ pointer = "/q", matches = "x" }"#,
+                "{sql.kind}",
+                "route `r`, resource",
+            ),
+        ] {
+            let e = sql(body, resource);
+            assert!(e.contains(named), "{body}: {e}");
+        }
         let e = ProxyConfig::parse("[requester]\n").unwrap_err();
         assert!(e.contains("exactly one"), "{e}");
         let e = ProxyConfig::parse("[requester]\nheader = \"x\"\nfoo = 1\n").unwrap_err();

@@ -4,10 +4,12 @@
 //! The holding is the [`RequireApproval`](crate::middleware::RequireApproval) layer's
 //! ([`Holder`]); see `docs/proxy.md`.
 
+mod body;
 pub mod cli;
 pub mod config;
 mod forward;
 mod requester;
+mod strict_json;
 mod template;
 
 pub use config::ProxyConfig;
@@ -23,6 +25,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::Response;
+use body::{BodyVars, Evaluation};
 use bytes::Bytes;
 use config::{Limits, Route};
 use forward::{Outgoing, Upstream};
@@ -80,7 +83,7 @@ impl Proxy {
 struct Matched<'a> {
     route: &'a Route,
     params: Vec<(String, String)>,
-    body_field: Option<String>,
+    body: BodyVars,
 }
 
 async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
@@ -140,7 +143,7 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
         parts.method.as_str(),
         target,
         &body,
-        matched.body_field.as_deref(),
+        matched.body.field.as_deref(),
     );
     let request = action_request(&parts, &matched, requester);
     tracing::debug!(route = %matched.route.name, "a request matches a route");
@@ -174,30 +177,28 @@ async fn find_route<'a>(
         let Some(params) = route.matches(&parts.method, parts.uri.path()) else {
             continue;
         };
-        let body_field = match &route.body {
-            None => None,
+        let body_vars = match &route.body {
+            None => BodyVars::default(),
             Some(condition) => {
                 if read.is_none() {
                     let limit = proxy.limits.max_inspected_body_bytes;
                     let whole = axum::body::to_bytes(body.take().expect("read once"), limit);
                     read = Some(whole.await.map_err(|_| forward::too_large())?);
                 }
-                let json: Option<serde_json::Value> =
-                    serde_json::from_slice(read.as_deref().unwrap_or_default()).ok();
-                match json
-                    .as_ref()
-                    .and_then(|j| j.pointer(&condition.pointer))
-                    .and_then(|v| v.as_str())
-                {
-                    Some(field) if condition.matches.is_match(field) => Some(field.to_owned()),
-                    _ => continue,
+                let bytes = read.as_ref().expect("read above");
+                match condition.evaluate_blocking(&parts.headers, bytes).await {
+                    Evaluation::Apply(vars) => vars,
+                    Evaluation::Skip => continue,
+                    Evaluation::Refuse(why) => {
+                        return Err(forward::error(StatusCode::BAD_REQUEST, &why));
+                    }
                 }
             }
         };
         matched = Some(Matched {
             route,
             params,
-            body_field,
+            body: body_vars,
         });
         break;
     }
@@ -216,7 +217,9 @@ fn action_request(parts: &Parts, matched: &Matched<'_>, requester: Person) -> Ac
         query: parts.uri.query().unwrap_or_default(),
         headers: &parts.headers,
         params: &matched.params,
-        body: matched.body_field.as_deref(),
+        body: matched.body.field.as_deref(),
+        sql_kind: &matched.body.sql_kind,
+        sql_tables: &matched.body.sql_tables,
     };
     let route = matched.route;
     let context: serde_json::Map<String, serde_json::Value> = route

@@ -1,7 +1,8 @@
 //! The templates of `routes.toml` (`resource = "accounts/{id}"`): literal text with
 //! `{name}` path parameters, `{method}`, `{path}`, `{query}`, `{header.NAME}`, and
-//! `{body}` (the body field a route's `body` condition matched). Checked at load, so a
-//! typo is an error at start, not an empty string at the worst moment.
+//! `{body}` (the body field a route's `body` condition matched), `{sql.kind}` and
+//! `{sql.tables}` (on routes with an `sql` condition). Checked at load, so a typo is an
+//! error at start, not an empty string at the worst moment.
 
 use axum::http::{HeaderMap, HeaderName, Method};
 
@@ -19,6 +20,8 @@ enum Part {
     Query,
     Header(HeaderName),
     Body,
+    SqlKind,
+    SqlTables,
 }
 
 /// What a template is rendered from: one request.
@@ -29,11 +32,20 @@ pub struct Vars<'a> {
     pub headers: &'a HeaderMap,
     pub params: &'a [(String, String)],
     pub body: Option<&'a str>,
+    /// The classified SQL's kind (`unknown` when it could not be read) and tables.
+    pub sql_kind: &'a str,
+    pub sql_tables: &'a str,
 }
 
 impl Template {
-    /// `params`: the route's path parameter names; `has_body`: whether `{body}` exists.
-    pub fn parse(s: &str, params: &[String], has_body: bool) -> Result<Self, String> {
+    /// `params`: the route's path parameter names; `has_body`: whether `{body}` exists;
+    /// `has_sql`: whether `{sql.kind}` and `{sql.tables}` do.
+    pub fn parse(
+        s: &str,
+        params: &[String],
+        has_body: bool,
+        has_sql: bool,
+    ) -> Result<Self, String> {
         let mut parts = Vec::new();
         let mut rest = s;
         while let Some(open) = rest.find('{') {
@@ -50,6 +62,13 @@ impl Template {
                 "query" => Part::Query,
                 "body" if has_body => Part::Body,
                 "body" => return Err("`{body}` needs a `body` condition on the route".into()),
+                "sql.kind" if has_sql => Part::SqlKind,
+                "sql.tables" if has_sql => Part::SqlTables,
+                "sql.kind" | "sql.tables" => {
+                    return Err(format!(
+                        "`{{{name}}}` needs a `body` condition with `sql` on the route"
+                    ));
+                }
                 _ if name.starts_with("header.") => {
                     let header = HeaderName::try_from(&name["header.".len()..])
                         .map_err(|_| format!("`{{{name}}}`: not a header name"))?;
@@ -58,7 +77,7 @@ impl Template {
                 _ if params.iter().any(|p| p == name) => Part::Param(name.to_owned()),
                 _ => {
                     return Err(format!(
-                        "unknown `{{{name}}}` (path parameters: {}; or method, path, query, header.NAME, body)",
+                        "unknown `{{{name}}}` (path parameters: {}; or method, path, query, header.NAME, body, sql.kind, sql.tables)",
                         if params.is_empty() { "none".into() } else { params.join(", ") }
                     ));
                 }
@@ -94,6 +113,8 @@ impl Template {
                     }
                 }
                 Part::Body => out.push_str(vars.body.unwrap_or_default()),
+                Part::SqlKind => out.push_str(vars.sql_kind),
+                Part::SqlTables => out.push_str(vars.sql_tables),
             }
         }
         out
@@ -107,8 +128,9 @@ mod tests {
     #[test]
     fn renders_every_kind_of_variable() {
         let t = Template::parse(
-            "{method} {path}?{query} {id} by {header.x-user}: {body}",
+            "{method} {path}?{query} {id} by {header.x-user}: {body} ({sql.kind} on {sql.tables})",
             &["id".into()],
+            true,
             true,
         )
         .unwrap();
@@ -121,22 +143,27 @@ mod tests {
             headers: &headers,
             params: &[("id".into(), "42".into())],
             body: Some("DROP TABLE users"),
+            sql_kind: "drop_table",
+            sql_tables: "users",
         };
         assert_eq!(
             t.render(&vars),
-            "DELETE /accounts/42?force=1 42 by alice: DROP TABLE users"
+            "DELETE /accounts/42?force=1 42 by alice: DROP TABLE users (drop_table on users)"
         );
     }
 
     #[test]
     fn rejects_what_it_cannot_render() {
         assert!(
-            Template::parse("{nope}", &[], false)
+            Template::parse("{nope}", &[], false, false)
                 .unwrap_err()
                 .contains("nope")
         );
-        assert!(Template::parse("{id", &["id".into()], false).is_err());
-        assert!(Template::parse("id}", &[], false).is_err());
-        assert!(Template::parse("{body}", &[], false).is_err());
+        assert!(Template::parse("{id", &["id".into()], false, false).is_err());
+        assert!(Template::parse("id}", &[], false, false).is_err());
+        assert!(Template::parse("{body}", &[], false, false).is_err());
+        // A regex-only body condition has no SQL to describe.
+        assert!(Template::parse("{sql.kind}", &[], true, false).is_err());
+        assert!(Template::parse("{sql.tables}", &[], true, false).is_err());
     }
 }
