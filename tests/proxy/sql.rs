@@ -15,6 +15,7 @@ hold_timeout = "20s"
 
 [requester]
 header = "x-user"
+email_header = "x-user-email"
 
 [[route]]
 name = "sql-writes"
@@ -47,6 +48,7 @@ fn post_as(
     reqwest::Client::new()
         .post(format!("{}/sql", proxy.base))
         .header("x-user", "alice")
+        .header("x-user-email", "alice@example.com")
         .header("content-type", content_type)
         .body(body)
 }
