@@ -5,7 +5,6 @@
 use super::{AppState, error::ApiError};
 use crate::service::Client;
 use crate::signing::{self, HEADER_CLIENT, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
-use crate::store::REPLAY_TTL;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, OriginalUri, Request};
 use axum::http::{HeaderMap, header};
@@ -115,8 +114,7 @@ impl<const REPLAY: bool> FromRequest<AppState> for Signed<REPLAY> {
         if REPLAY
             && !state
                 .service
-                .store()
-                .set_once("seen", &format!("{}:{request_id}", client.id()), REPLAY_TTL)
+                .remember_request_id(client.id(), request_id)
                 .await?
         {
             return Err(ApiError::Unauthorized(

@@ -3,7 +3,7 @@
 use super::Slack;
 use super::render;
 use crate::domain::ActionId;
-use crate::service::Service;
+use crate::service::{Service, ServiceError};
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -49,9 +49,9 @@ impl Slack {
         let Ok(id) = id.parse::<ActionId>() else {
             return ephemeral(format!("`{}` is not an action id.", render::escape(id)));
         };
-        match service.store().load(&id).await {
-            Ok(Some(v)) => ephemeral(render::action_line(&v.action)),
-            Ok(None) => ephemeral("No such action.".into()),
+        match service.read(&id).await {
+            Ok(action) => ephemeral(render::action_line(&action)),
+            Err(ServiceError::NotFound) => ephemeral("No such action.".into()),
             Err(_) => ephemeral("Greenlight cannot reach its store right now.".into()),
         }
     }
@@ -84,7 +84,7 @@ impl Slack {
         // Links to each approval message, fetched concurrently.
         let lines: Vec<String> = futures::stream::iter(mine)
             .map(|action| async move {
-                let link = match service.store().load(&action.id).await {
+                let link = match service.load(&action.id).await {
                     Ok(Some(v)) => match v.slack {
                         Some(s) => self.api.permalink(&s.channel, &s.ts).await.ok(),
                         None => None,

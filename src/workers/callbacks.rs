@@ -27,7 +27,7 @@ pub struct Callbacks {
 impl Callbacks {
     /// One delivery attempt of the decision of `id`.
     pub async fn deliver(&self, id: &ActionId) -> Result<Fired, StoreError> {
-        let Some(v) = self.service.store().load(id).await? else {
+        let Some(v) = self.service.load(id).await? else {
             return Ok(Fired::Done);
         };
         let action = v.action;

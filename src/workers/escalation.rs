@@ -32,7 +32,6 @@ impl Escalator {
     async fn pending(&self, id: &ActionId) -> Result<Option<crate::store::Versioned>, StoreError> {
         Ok(self
             .service
-            .store()
             .load(id)
             .await?
             .filter(|v| v.action.is_pending()))
@@ -251,7 +250,6 @@ impl Escalator {
             Err(e) if e.is_transient() => {
                 let decided = self
                     .service
-                    .store()
                     .load(id)
                     .await?
                     .and_then(|v| v.action.decision.map(|d| d.decided_at));

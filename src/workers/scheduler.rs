@@ -68,7 +68,7 @@ impl Scheduler {
 
     /// Fires every timer due at `now`, then reports when the next one is due.
     pub async fn run_once(&self, now: DateTime<Utc>) -> Result<Step, StoreError> {
-        let store = self.service.store();
+        let store = self.service.timers();
         let mut fired = 0;
         loop {
             let mut due = store.claim_due(now, BATCH, LEASE).await?.into_iter();
@@ -127,15 +127,10 @@ impl Scheduler {
             TimerKind::SlackSync => match &self.slack {
                 // Slack was switched off since: nothing to keep in sync.
                 None => Ok(Fired::Done),
-                Some(slack) => Ok(
-                    match slack
-                        .sync(self.service.store().as_ref(), self.service.audit(), id)
-                        .await?
-                    {
-                        Synced::Reflected(rev) => Fired::Reflected(rev),
-                        Synced::RetryAt(at) => Fired::At(at),
-                    },
-                ),
+                Some(slack) => Ok(match slack.sync(&self.service, id).await? {
+                    Synced::Reflected(rev) => Fired::Reflected(rev),
+                    Synced::RetryAt(at) => Fired::At(at),
+                }),
             },
         }
     }
@@ -149,7 +144,7 @@ impl Scheduler {
             let sleep = match self.run_once(Utc::now()).await {
                 Ok(step) => {
                     backoff = Duration::from_millis(100);
-                    crate::metrics::sample_store(self.service.store().as_ref()).await;
+                    crate::metrics::sample_store(&self.service).await;
                     step.next_due
                         .map(|due| (due - Utc::now()).to_std().unwrap_or_default())
                         .map_or(MAX_SLEEP, |d| d.min(MAX_SLEEP))
