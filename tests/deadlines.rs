@@ -4,12 +4,16 @@
 
 mod common;
 
+use axum::Router;
+use axum::routing::post;
 use common::slack::{FakeSlack, block_action, interaction_body, signed_slack_headers};
 use common::{
     AppOptions, Backend, ChannelRecorder, SLACK_SIGNING_SECRET, TestApp, request, spawn_app_with,
 };
 use greenlight::store::TimerKind;
 use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 const POLICY: &str = concat!(
@@ -232,7 +236,77 @@ async fn decisions_and_reads_after_the_deadline_see_expired(backend: Backend) {
     }
 }
 
+/// A receiver of decision callbacks that answers after `delay`; counts arrivals.
+async fn slow_receiver(delay: Duration) -> (String, Arc<AtomicUsize>) {
+    let arrivals = Arc::new(AtomicUsize::new(0));
+    let counted = arrivals.clone();
+    let router = Router::new().route(
+        "/cb",
+        post(move || {
+            let counted = counted.clone();
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(delay).await;
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/cb", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (url, arrivals)
+}
+
+/// The reported failure, scaled down: cancelled actions whose callback receiver answers
+/// only after seconds used to run one at a time ahead of an unrelated expiry, pushing it
+/// back by their sum. Now the expiry lands on time, while the callbacks are still out.
+async fn slow_callbacks_do_not_delay_an_unrelated_expiry(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        AppOptions {
+            policy: POLICY.into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (url, arrivals) = slow_receiver(Duration::from_secs(5)).await;
+    const SLOW: usize = 6;
+    for i in 0..SLOW {
+        let mut body = request("deploy.job", &format!("svc/{i}"));
+        body["callback_url"] = json!(url);
+        let r = app.create(&body).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let r = app.cancel("app", r.body["id"].as_str().unwrap()).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while arrivals.load(Ordering::SeqCst) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no callback sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let r = app.create(&request("short.job", "svc/unrelated")).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap();
+    // A long-poll answers when the expiry is announced; it reads nothing meanwhile.
+    let w = app.wait("app", id, 20).await;
+    assert_eq!(w.body["status"], "expired", "{}", w.body);
+    let at = |v: &Value| -> chrono::DateTime<chrono::Utc> { v.as_str().unwrap().parse().unwrap() };
+    let late = at(&w.body["decision"]["decided_at"]) - at(&w.body["expires_at"]);
+    assert!(
+        late.num_milliseconds() <= 1500,
+        "expired {} ms after expires_at",
+        late.num_milliseconds()
+    );
+    assert_eq!(
+        arrivals.load(Ordering::SeqCst),
+        SLOW,
+        "every slow callback is out at once, not one after another"
+    );
+}
+
 on_both_backends!(
     a_click_after_the_deadline_expires_the_action_even_when_the_timer_is_late,
     decisions_and_reads_after_the_deadline_see_expired,
+    slow_callbacks_do_not_delay_an_unrelated_expiry,
 );
