@@ -60,6 +60,11 @@ pub enum ServiceError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    /// The client already has this many actions pending (its `max_pending`).
+    #[error(
+        "this client already has {0} pending actions, its limit (max_pending); wait for some to be decided"
+    )]
+    TooManyPending(u32),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -329,6 +334,7 @@ impl Service {
                 action: &action,
                 json: &json,
                 timers: &timers,
+                max_pending: client.spec.max_pending,
             })
             .await?;
         match created {
@@ -344,6 +350,14 @@ impl Service {
                 tracing::info!(action_id = %action.id, client = client.id(), rule = %action.policy.rule,
                     status = %action.status, "action requested");
                 Ok(CreateOutcome::Created(action))
+            }
+            Created::TooManyPending => {
+                tracing::info!(
+                    client = client.id(),
+                    limit = client.spec.max_pending,
+                    "create refused: too many pending actions"
+                );
+                Err(ServiceError::TooManyPending(client.spec.max_pending))
             }
             Created::Existing {
                 body_hash: stored,

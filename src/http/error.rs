@@ -30,6 +30,9 @@ pub enum ApiError {
     /// 415 `unsupported_media_type`
     #[error("request body must be application/json")]
     UnsupportedMediaType,
+    /// 429 `too_many_pending`: the client is at its `max_pending`.
+    #[error("{0}")]
+    TooManyPending(String),
     /// 503 `unavailable`: the store cannot be reached; nothing was changed or approved.
     #[error("the service cannot reach its store; nothing was changed, try again")]
     Unavailable,
@@ -50,6 +53,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            ApiError::TooManyPending(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_pending"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -63,6 +67,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Forbidden(m) => ApiError::Forbidden(m),
             ServiceError::NotFound => ApiError::NotFound("no such action".into()),
             ServiceError::Conflict(m) => ApiError::Conflict(m),
+            e @ ServiceError::TooManyPending(_) => ApiError::TooManyPending(e.to_string()),
             ServiceError::Store(e) => e.into(),
         }
     }

@@ -120,6 +120,8 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// 429
     RateLimited,
+    /// 429: the client already has its `max_pending` actions pending
+    TooManyPending,
     /// 503: the store cannot be reached; nothing was changed or approved
     Unavailable,
     /// 500
@@ -279,6 +281,7 @@ mod tests {
             ApiError::Conflict("x".into()),
             ApiError::PayloadTooLarge,
             ApiError::UnsupportedMediaType,
+            ApiError::TooManyPending("x".into()),
             ApiError::Unavailable,
             ApiError::Internal(anyhow::anyhow!("x")),
         ];
@@ -298,7 +301,7 @@ mod tests {
                 409 => ErrorCode::Conflict,
                 413 => ErrorCode::PayloadTooLarge,
                 415 => ErrorCode::UnsupportedMediaType,
-                429 => ErrorCode::RateLimited,
+                429 => ErrorCode::TooManyPending,
                 503 => ErrorCode::Unavailable,
                 _ => ErrorCode::Internal,
             };
