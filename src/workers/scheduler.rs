@@ -27,9 +27,11 @@ const BATCH: usize = 100;
 /// short (a crash, a run past [`RUN_TIMEOUT`], or a shutdown past its timeout) runs again
 /// once this has passed.
 pub const LEASE: Duration = Duration::from_secs(30);
-/// The longest one timer's run may take before it is abandoned to its lease. A third of
-/// the lease: the claim, the run and settling the timer all fit well inside it.
-pub const RUN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest one timer's run may take before it is abandoned to its lease. Half the
+/// lease, so the claim, the run and settling the timer fit well inside it; and above the
+/// 10 s an HTTP attempt (a callback, a webhook, one Slack call) may take, so a slow
+/// receiver still ends in that attempt's own retry schedule.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(15);
 /// How many timers of each pool run at once by default (`GREENLIGHT_TIMER_CONCURRENCY`).
 pub const DEFAULT_CONCURRENCY: usize = 32;
 /// When a claimed timer whose pool is full is tried again: it goes back to the store,
