@@ -24,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 mod cas;
 mod door;
 
+pub use door::Timers;
+
 use cas::CasError;
 
 /// A client as the server knows it: its policy entry and its secrets (several during a
@@ -413,6 +415,14 @@ impl Service {
             if !action.is_pending() {
                 return Ok(ActionBody::Parsed(Box::new(action)));
             }
+            // `expires_at` ends the wait too, however late the expiry timer is: the read
+            // after it expires the action (one timer for both, to keep waiters small).
+            let expiry = tokio::time::Instant::now()
+                + (action.expires_at - Utc::now())
+                    .to_std()
+                    .unwrap_or_default()
+                + Duration::from_millis(5);
+            let wake = deadline.min(expiry);
             tokio::select! {
                 published = &mut waiter.receiver => match published {
                     // An empty message: one this deployment could not vouch for. Look again.
@@ -422,7 +432,10 @@ impl Service {
                         return Ok(ActionBody::Parsed(Box::new(Box::pin(self.get(client, id)).await?)));
                     }
                 },
-                _ = tokio::time::sleep_until(deadline) => {
+                _ = tokio::time::sleep_until(wake) => {
+                    if wake < deadline {
+                        continue;
+                    }
                     return Ok(ActionBody::Parsed(Box::new(Box::pin(self.get(client, id)).await?)));
                 }
                 // On shutdown, answer with the current state so the caller retries elsewhere:

@@ -193,8 +193,9 @@ async fn a_click_after_the_deadline_expires_the_action_even_when_the_timer_is_la
     }
 }
 
-/// A break-glass decision and a cancel after `expires_at` (timer late) answer `409`, and
-/// the action reads `expired`; so does a plain read, with the same single announcement.
+/// With the expiry timer late, a long-poll still answers `expired` at `expires_at`; a
+/// break-glass decision and a cancel after it answer `409`, and the action reads
+/// `expired`; so does a plain read, with the same single announcement.
 async fn decisions_and_reads_after_the_deadline_see_expired(backend: Backend) {
     let (app, slack) = app_with_slack(backend).await;
     let recorder = match app.backend.redis_server() {
@@ -204,6 +205,18 @@ async fn decisions_and_reads_after_the_deadline_see_expired(backend: Backend) {
     let decided = late_with_message(&app, &slack, "short.a").await;
     let cancelled = late_with_message(&app, &slack, "short.b").await;
     let read = late_with_message(&app, &slack, "short.c").await;
+    let waited = late_with_message(&app, &slack, "short.d").await;
+
+    // A long-poll open before the deadline answers at it, not at its own timeout.
+    let w = app.wait("app", waited["id"].as_str().unwrap(), 20).await;
+    assert_eq!(w.body["status"], "expired", "{}", w.body);
+    let at = |v: &Value| -> chrono::DateTime<chrono::Utc> { v.as_str().unwrap().parse().unwrap() };
+    let late = chrono::Utc::now() - at(&waited["expires_at"]);
+    assert!(
+        late.num_milliseconds() < 1500,
+        "answered {} ms after expires_at",
+        late.num_milliseconds()
+    );
     past_deadline_of(&read).await;
 
     let id = |a: &Value| a["id"].as_str().unwrap().to_owned();
@@ -220,7 +233,7 @@ async fn decisions_and_reads_after_the_deadline_see_expired(backend: Backend) {
     let r = app.wait("app", &id(&read), 1).await;
     assert_eq!(r.body["status"], "expired", "{}", r.body);
 
-    for a in [&decided, &cancelled, &read] {
+    for a in [&decided, &cancelled, &read, &waited] {
         let body = app.get("admin", &id(a)).await.body;
         assert_eq!(body["status"], "expired", "{body}");
         let events = events_of(&app, &id(a)).await;
