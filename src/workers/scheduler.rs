@@ -45,6 +45,9 @@ pub struct Step {
     pub started: usize,
     /// Whether as many were claimed as asked for (more may be due right now).
     pub full_batch: bool,
+    /// Whether fewer were asked for than a batch for want of free slots: a run that ends
+    /// then is worth a new step.
+    pub short_of_slots: bool,
     pub next_due: Option<DateTime<Utc>>,
 }
 
@@ -84,6 +87,7 @@ impl Scheduler {
             timers.claim_due(now, limit, LEASE).await?
         };
         let full_batch = limit > 0 && claimed.len() == limit;
+        let short_of_slots = free < BATCH && claimed.len() == limit;
         let mut started = 0;
         for timer in claimed {
             let pool = Pool::of(timer.kind);
@@ -105,6 +109,7 @@ impl Scheduler {
         Ok(Step {
             started,
             full_batch,
+            short_of_slots,
             next_due: timers.next_due().await?,
         })
     }
@@ -119,9 +124,11 @@ impl Scheduler {
             while let Some(ended) = running.try_join_next() {
                 log_panic(ended);
             }
+            let mut wake_on_end = false;
             let sleep = match self.step(Utc::now(), &mut running).await {
                 Ok(step) => {
                     backoff = Duration::from_millis(100);
+                    wake_on_end = step.short_of_slots;
                     crate::metrics::sample_store(self.service()).await;
                     if step.full_batch && step.started > 0 {
                         Duration::ZERO
@@ -141,7 +148,7 @@ impl Scheduler {
                 _ = shutdown.cancelled() => break,
                 _ = self.service().timers_changed.notified() => {}
                 _ = tokio::time::sleep(sleep) => {}
-                Some(ended) = running.join_next(), if !running.is_empty() => log_panic(ended),
+                Some(ended) = running.join_next(), if wake_on_end => log_panic(ended),
             }
         }
         while let Some(ended) = running.join_next().await {
