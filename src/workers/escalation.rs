@@ -66,7 +66,12 @@ impl Escalator {
             let Some(plan) = v.action.policy.escalate.get(n as usize - 1) else {
                 break;
             };
-            if !self.fire_stage(id, n, plan, v.slack.as_ref()).await? {
+            // Not recorded here: either the action was decided (no later stage fires
+            // either), or another run (this action's timer of that stage, here or on a
+            // replica, run at the same time) recorded it first and notifies it: go on.
+            if !self.fire_stage(id, n, plan, v.slack.as_ref()).await?
+                && self.pending(id).await?.is_none()
+            {
                 break;
             }
         }
