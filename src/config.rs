@@ -65,7 +65,7 @@ pub struct Settings {
     #[arg(
         long,
         env = "GREENLIGHT_TIMER_CONCURRENCY",
-        default_value_t = 32,
+        default_value_t = crate::workers::scheduler::DEFAULT_CONCURRENCY,
         value_parser = clap::value_parser!(u16).range(1..=1024)
     )]
     pub timer_concurrency: u16,
@@ -98,7 +98,7 @@ impl Settings {
             max_wait_seconds: 60,
             audit_maxlen: 1_000_000,
             shutdown_timeout_seconds: 25,
-            timer_concurrency: 32,
+            timer_concurrency: crate::workers::scheduler::DEFAULT_CONCURRENCY,
             secrets: HashMap::new(),
         }
     }

@@ -33,7 +33,7 @@ pub const LEASE: Duration = Duration::from_secs(30);
 /// receiver still ends in that attempt's own retry schedule.
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(15);
 /// How many timers of each pool run at once by default (`GREENLIGHT_TIMER_CONCURRENCY`).
-pub const DEFAULT_CONCURRENCY: usize = 32;
+pub const DEFAULT_CONCURRENCY: u16 = 32;
 /// When a claimed timer whose pool is full is tried again: it goes back to the store,
 /// behind what is due now, so a full pool never holds up another pool's timers.
 const BUSY_RETRY: chrono::Duration = chrono::Duration::seconds(1);
