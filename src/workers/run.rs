@@ -8,6 +8,7 @@ use crate::service::{Service, ServiceError};
 use crate::slack::{Slack, Synced};
 use crate::store::{StoreError, Timer, TimerKind};
 use chrono::{DateTime, Utc};
+use std::future::Future;
 use std::sync::Arc;
 
 /// How a timer's work ended, and so what becomes of the timer.
@@ -62,18 +63,7 @@ impl Worker {
     /// Fires `timer` (for at most [`RUN_TIMEOUT`]) and settles it in the store. Failures
     /// are logged and leave the timer to its lease.
     pub async fn run(&self, timer: &Timer) {
-        let outcome = match tokio::time::timeout(RUN_TIMEOUT, self.fire(timer)).await {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(e)) => {
-                tracing::warn!(timer = %timer.member(), error = %e, "timer failed; will retry");
-                Fired::Leave
-            }
-            Err(_) => {
-                tracing::warn!(timer = %timer.member(), timeout = ?RUN_TIMEOUT,
-                    "timer run took too long; abandoned to its lease, it runs again then");
-                Fired::Leave
-            }
-        };
+        let outcome = bounded(timer, self.fire(timer)).await;
         let timers = self.service.timers();
         let settled = match outcome {
             Fired::Done => timers.finish(timer).await,
@@ -109,6 +99,77 @@ impl Worker {
                     Synced::RetryAt(at) => Fired::At(at),
                 }),
             },
+        }
+    }
+}
+
+/// A timer's work, cut off at [`RUN_TIMEOUT`]: a failure or a run cut off is logged and
+/// leaves the timer to its lease.
+async fn bounded(timer: &Timer, work: impl Future<Output = Result<Fired, StoreError>>) -> Fired {
+    match tokio::time::timeout(RUN_TIMEOUT, work).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(e)) => {
+            tracing::warn!(timer = %timer.member(), error = %e, "timer failed; will retry");
+            Fired::Leave
+        }
+        Err(_) => {
+            tracing::warn!(timer = %timer.member(), timeout = ?RUN_TIMEOUT,
+                "timer run took too long; abandoned to its lease, it runs again then");
+            Fired::Leave
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ActionId;
+    use crate::workers::scheduler::LEASE;
+    use std::time::Duration;
+
+    fn timer() -> Timer {
+        Timer::new(TimerKind::Callback, &ActionId::generate(), Utc::now())
+    }
+
+    #[test]
+    fn a_run_ends_well_inside_its_lease() {
+        assert!(RUN_TIMEOUT * 2 <= LEASE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_past_the_timeout_is_cut_off_and_left_to_its_lease() {
+        let started = tokio::time::Instant::now();
+        let hung = async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(Fired::Done)
+        };
+        assert_eq!(bounded(&timer(), hung).await, Fired::Leave);
+        assert_eq!(started.elapsed(), RUN_TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_within_the_timeout_keeps_its_outcome() {
+        let at = Utc::now();
+        let slow = async move {
+            tokio::time::sleep(RUN_TIMEOUT - Duration::from_millis(1)).await;
+            Ok(Fired::At(at))
+        };
+        assert_eq!(bounded(&timer(), slow).await, Fired::At(at));
+        let failed = async { Err(StoreError::Unavailable("down".into())) };
+        assert_eq!(bounded(&timer(), failed).await, Fired::Leave);
+    }
+
+    #[test]
+    fn expiry_has_a_pool_of_its_own() {
+        assert_eq!(Pool::of(TimerKind::Expire), Pool::Expiry);
+        assert_eq!(Pool::of(TimerKind::Callback), Pool::Callbacks);
+        for kind in [
+            TimerKind::SlackSync,
+            TimerKind::Escalate(1),
+            TimerKind::Remind,
+            TimerKind::PagerDutyResolve,
+        ] {
+            assert_eq!(Pool::of(kind), Pool::Notify, "{kind:?}");
         }
     }
 }
