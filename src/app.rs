@@ -16,6 +16,7 @@ use crate::store::{Deployment, MemoryStore, RedisStore, RedisStoreConfig, Store}
 use crate::waiters::Waiters;
 use crate::workers::callbacks::Callbacks;
 use crate::workers::escalation::Escalator;
+use crate::workers::run::Worker;
 use crate::workers::scheduler::{LEASE, Scheduler};
 use anyhow::{Context, bail};
 use secrecy::ExposeSecret;
@@ -199,18 +200,21 @@ impl Application {
         }
         let scheduler = tokio::spawn(
             Scheduler::new(
-                self.service.clone(),
-                self.slack.clone(),
-                Escalator {
+                Worker {
                     service: self.service.clone(),
                     slack: self.slack.clone(),
-                    pagerduty: self.pagerduty.clone(),
-                    webhooks: self.webhooks.clone(),
+                    escalator: Escalator {
+                        service: self.service.clone(),
+                        slack: self.slack.clone(),
+                        pagerduty: self.pagerduty.clone(),
+                        webhooks: self.webhooks.clone(),
+                    },
+                    callbacks: Callbacks {
+                        service: self.service.clone(),
+                        http: self.http.clone(),
+                    },
                 },
-                Callbacks {
-                    service: self.service.clone(),
-                    http: self.http.clone(),
-                },
+                usize::from(self.settings.timer_concurrency),
             )
             .run(self.shutdown.clone()),
         );
@@ -259,8 +263,8 @@ impl Application {
 /// Runs once the shutdown token is cancelled, within `timeout`
 /// (`GREENLIGHT_SHUTDOWN_TIMEOUT`): the listener is already closed and open long-polls
 /// answer with the current state; requests in flight are answered, then the Slack work
-/// they started finishes; the scheduler stops after the timer it is running (the rest
-/// stay due in the store). Past the timeout, whatever still runs is logged and abandoned:
+/// they started finishes; the scheduler claims nothing more and waits for the timers it
+/// is running (the rest stay due in the store). Past the timeout, whatever still runs is logged and abandoned:
 /// the process exits all the same (status 0), since with Redis every abandoned timer is
 /// still in the store and runs again when its lease ends.
 async fn drain(
@@ -304,7 +308,7 @@ async fn drain(
         abandoned.push(format!("{n} Slack background task(s)"));
     }
     if !scheduler.is_finished() {
-        abandoned.push("the timer the scheduler was running".to_owned());
+        abandoned.push("the timer(s) the scheduler was running".to_owned());
     }
     tracing::warn!(
         abandoned = %abandoned.join(", "),

@@ -64,6 +64,15 @@ pub struct Settings {
     /// Seconds to finish in-flight work on SIGTERM.
     #[arg(long, env = "GREENLIGHT_SHUTDOWN_TIMEOUT", default_value_t = 25)]
     pub shutdown_timeout_seconds: u64,
+    /// Timers run at once per kind (expiries; decision callbacks; Slack, escalation and
+    /// PagerDuty work), per process.
+    #[arg(
+        long,
+        env = "GREENLIGHT_TIMER_CONCURRENCY",
+        default_value_t = crate::workers::scheduler::DEFAULT_CONCURRENCY,
+        value_parser = clap::value_parser!(u16).range(1..=1024)
+    )]
+    pub timer_concurrency: u16,
     /// Client secrets by environment variable name, for embedding (tests); the
     /// environment is read for any name not found here.
     #[arg(skip)]
@@ -94,6 +103,7 @@ impl Settings {
             max_wait_seconds: 60,
             audit_maxlen: 1_000_000,
             shutdown_timeout_seconds: 25,
+            timer_concurrency: crate::workers::scheduler::DEFAULT_CONCURRENCY,
             secrets: HashMap::new(),
         }
     }

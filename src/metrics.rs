@@ -8,7 +8,6 @@
 
 use crate::audit::Origin;
 use crate::domain::{Action, Status};
-use crate::store::Store;
 use ::metrics::{
     Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
 };
@@ -218,8 +217,8 @@ pub fn waiter_removed() {
 
 /// Samples what lives in the store: the pending actions of every replica. Called on each
 /// scheduler step; a failure leaves the last value (and counts as a Redis error).
-pub async fn sample_store(store: &dyn Store) {
-    match store.pending_count().await {
+pub async fn sample_store(service: &crate::service::Service) {
+    match service.pending_count().await {
         Ok(n) => gauge!(PENDING_ACTIONS).set(n as f64),
         Err(e) => tracing::debug!(error = %e, "cannot count pending actions"),
     }

@@ -4,8 +4,8 @@
 
 use crate::audit::{self, Audit, AuditEvent, Origin};
 use crate::domain::{
-    Action, ActionId, ActionRequest, AlreadyDecided, DecidedBy, Outcome, PolicySnapshot, StagePlan,
-    Status, VoteKind, VoteRejected, from_json,
+    Action, ActionId, ActionRequest, DecidedBy, Outcome, PolicySnapshot, StagePlan, Status,
+    VoteKind, VoteRejected, from_json,
 };
 use crate::grants::GrantKeys;
 use crate::policy::{ClientSpec, MatchInput, Policy, Role, RuleDecision};
@@ -23,6 +23,12 @@ use tokio_util::sync::CancellationToken;
 
 mod webhook_ids;
 pub use webhook_ids::{SignedUse, WebhookIdUse};
+mod cas;
+mod door;
+
+pub use door::Timers;
+
+use cas::CasError;
 
 /// A client as the server knows it: its policy entry and its secrets (several during a
 /// rotation: the variable may hold space-separated `whsec_` values).
@@ -64,6 +70,11 @@ pub enum ServiceError {
         "requester: rule `{0}` forbids self-approval, so the requester needs `email` or `slack_user_id` to be told apart from the approvers"
     )]
     RequesterUnverifiable(String),
+    /// The client already has this many actions pending (its `max_pending`).
+    #[error(
+        "this client already has {0} pending actions, its limit (max_pending); wait for some to be decided"
+    )]
+    TooManyPending(u32),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -108,9 +119,6 @@ pub enum VoteError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
-
-/// How many times a compare-and-set is retried against concurrent writers before giving up.
-const CAS_ATTEMPTS: usize = 32;
 
 impl Service {
     pub fn new(
@@ -181,14 +189,14 @@ impl Service {
         id: &ActionId,
         stage: u32,
     ) -> Result<Option<Action>, StoreError> {
-        self.change_if(id, |a| a.escalate(stage, Utc::now())).await
+        self.change_if(id, |a, now| a.escalate(stage, now)).await
     }
 
     /// Records that PagerDuty was paged for this action, so its decision resolves the
     /// incident; `false` when it was decided meanwhile.
     pub async fn record_paged(&self, id: &ActionId) -> Result<bool, StoreError> {
         let changed = self
-            .change_if(id, |a| match &mut a.escalation {
+            .change_if(id, |a, _| match &mut a.escalation {
                 Some(e) if a.status == crate::domain::Status::Pending => {
                     e.paged = true;
                     true
@@ -197,29 +205,6 @@ impl Service {
             })
             .await?;
         Ok(changed.is_some())
-    }
-
-    /// A compare-and-set whose change may decline (`false`): `None` then.
-    async fn change_if(
-        &self,
-        id: &ActionId,
-        mut change: impl FnMut(&mut Action) -> bool,
-    ) -> Result<Option<Action>, StoreError> {
-        let changed = self
-            .compare_and_set(id, |a| if change(a) { Ok(()) } else { Err(()) })
-            .await;
-        match changed {
-            Ok(action) => Ok(action),
-            Err(CasError::Change(())) => Ok(None),
-            Err(CasError::Store(e)) => Err(e),
-            Err(CasError::Contended) => {
-                Err(StoreError::Unavailable("the action kept changing".into()))
-            }
-        }
-    }
-
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
     }
 
     /// Keeps about `maxlen` audit entries (`GREENLIGHT_AUDIT_MAXLEN`; 0 keeps all).
@@ -367,6 +352,7 @@ impl Service {
                 action: &action,
                 json: &json,
                 timers: &timers,
+                max_pending: client.spec.max_pending,
             })
             .await?;
         match created {
@@ -383,6 +369,14 @@ impl Service {
                     status = %action.status, "action requested");
                 Ok(CreateOutcome::Created(action))
             }
+            Created::TooManyPending => {
+                tracing::info!(
+                    client = client.id(),
+                    limit = client.spec.max_pending,
+                    "create refused: too many pending actions"
+                );
+                Err(ServiceError::TooManyPending(client.spec.max_pending))
+            }
             Created::Existing {
                 body_hash: stored,
                 action_id,
@@ -398,14 +392,11 @@ impl Service {
         }
     }
 
-    /// Reads an action, expiring it first if its deadline has passed (so nobody sees a
-    /// pending action past `expires_at`, even before the timer runs).
-    async fn read(&self, id: &ActionId) -> ServiceResult<Action> {
-        let v = self.store.load(id).await?.ok_or(ServiceError::NotFound)?;
-        if v.action.is_pending() && Utc::now() >= v.action.expires_at {
-            return self.expire(id).await;
-        }
-        Ok(v.action)
+    /// Reads an action for a caller already entitled to it (Slack users, workers),
+    /// expiring it first if its deadline has passed (so nobody sees a pending action past
+    /// `expires_at`, even before the timer runs).
+    pub async fn read(&self, id: &ActionId) -> ServiceResult<Action> {
+        Ok(self.load(id).await?.ok_or(ServiceError::NotFound)?.action)
     }
 
     fn authorize_read(client: &Client, action: &Action) -> ServiceResult<()> {
@@ -441,6 +432,14 @@ impl Service {
             if !action.is_pending() {
                 return Ok(ActionBody::Parsed(Box::new(action)));
             }
+            // `expires_at` ends the wait too, however late the expiry timer is: the read
+            // after it expires the action (one timer for both, to keep waiters small).
+            let expiry = tokio::time::Instant::now()
+                + (action.expires_at - Utc::now())
+                    .to_std()
+                    .unwrap_or_default()
+                + Duration::from_millis(5);
+            let wake = deadline.min(expiry);
             tokio::select! {
                 published = &mut waiter.receiver => match published {
                     // An empty message: one this deployment could not vouch for. Look again.
@@ -459,7 +458,10 @@ impl Service {
                         return Ok(ActionBody::Parsed(Box::new(Box::pin(self.get(client, id)).await?)));
                     }
                 },
-                _ = tokio::time::sleep_until(deadline) => {
+                _ = tokio::time::sleep_until(wake) => {
+                    if wake < deadline {
+                        continue;
+                    }
                     return Ok(ActionBody::Parsed(Box::new(Box::pin(self.get(client, id)).await?)));
                 }
                 // On shutdown, answer with the current state so the caller retries elsewhere:
@@ -488,12 +490,12 @@ impl Service {
             ));
         }
         let by = client.id().to_owned();
-        self.transition(id, Origin::Client(client.id()), |a| {
+        self.transition(id, Origin::Client(client.id()), |a, now| {
             a.decide(
                 Outcome::Cancelled,
                 DecidedBy::Client(by.clone()),
                 reason.clone(),
-                Utc::now(),
+                now,
             )
         })
         .await
@@ -524,12 +526,12 @@ impl Service {
             by,
         };
         let action = self
-            .transition(id, origin, |a| {
+            .transition(id, origin, |a, now| {
                 a.decide(
                     outcome,
                     DecidedBy::People(vec![by.to_owned()]),
                     reason.clone(),
-                    Utc::now(),
+                    now,
                 )
             })
             .await?;
@@ -538,26 +540,32 @@ impl Service {
         Ok(action.shown_to(client.id()))
     }
 
-    /// The expiry timer (or a late read) ends a pending action.
+    /// The expiry timer (or a late read) ends a pending action; a decided one answers
+    /// with its decision, which stands.
     pub async fn expire(&self, id: &ActionId) -> ServiceResult<Action> {
-        match self
-            .transition(id, Origin::Timer, |a| {
-                a.decide(Outcome::Expired, DecidedBy::Timer, None, Utc::now())
+        let expired = self
+            .audited_change(id, Origin::Timer, |a, now| {
+                a.decide(Outcome::Expired, DecidedBy::Timer, None, now)
             })
-            .await
-        {
-            Ok(a) => {
+            .await;
+        match expired {
+            Ok(Some(action)) => {
                 tracing::info!(action_id = %id, "action expired");
-                Ok(a)
+                Ok(action)
             }
+            Err(CasError::Expired(action)) => Ok(*action),
+            Ok(None) => Err(ServiceError::NotFound),
             // Decided meanwhile: that decision stands; answer with it.
-            Err(ServiceError::Conflict(_)) => self
+            Err(CasError::Change(_)) => self
                 .store
                 .load(id)
                 .await?
                 .map(|v| v.action)
                 .ok_or(ServiceError::NotFound),
-            Err(e) => Err(e),
+            Err(CasError::Store(e)) => Err(ServiceError::Store(e)),
+            Err(CasError::Contended) => Err(ServiceError::Conflict(
+                "the action kept changing; try again".into(),
+            )),
         }
     }
 
@@ -576,8 +584,8 @@ impl Service {
             reason: reason.as_deref(),
         };
         let result = self
-            .audited_change(id, origin, |a| {
-                a.add_vote(user, vote, reason.clone(), Utc::now())
+            .audited_change(id, origin, |a, now| {
+                a.add_vote(user, vote, reason.clone(), now)
             })
             .await;
         match result {
@@ -587,6 +595,9 @@ impl Service {
             }
             Ok(None) => Err(VoteError::NotFound),
             Err(CasError::Change(e)) => Err(VoteError::Rejected(e)),
+            Err(CasError::Expired(_)) => Err(VoteError::Rejected(VoteRejected::Decided(
+                crate::domain::Status::Expired,
+            ))),
             Err(CasError::Store(e)) => Err(VoteError::Store(e)),
             Err(CasError::Contended) => Err(VoteError::Store(StoreError::Unavailable(
                 "the action kept changing".into(),
@@ -598,7 +609,7 @@ impl Service {
     pub async fn pending(&self, limit: usize) -> ServiceResult<Vec<Action>> {
         let mut actions = Vec::new();
         for id in self.store.pending_ids(limit).await? {
-            if let Some(v) = self.store.load(&id).await?
+            if let Some(v) = self.load(&id).await?
                 && v.action.is_pending()
             {
                 actions.push(v.action);
@@ -606,85 +617,4 @@ impl Service {
         }
         Ok(actions)
     }
-
-    /// Applies `change` to the pending action as a compare-and-set, retrying against
-    /// concurrent writers. Exactly one caller moves it out of `pending`; the rest get
-    /// `Conflict` naming the status it already has.
-    async fn transition(
-        &self,
-        id: &ActionId,
-        origin: Origin<'_>,
-        change: impl FnMut(&mut Action) -> Result<(), AlreadyDecided>,
-    ) -> ServiceResult<Action> {
-        match self.audited_change(id, origin, change).await {
-            Ok(Some(action)) => Ok(action),
-            Ok(None) => Err(ServiceError::NotFound),
-            Err(CasError::Change(e)) => Err(ServiceError::Conflict(e.to_string())),
-            Err(CasError::Store(e)) => Err(ServiceError::Store(e)),
-            Err(CasError::Contended) => Err(ServiceError::Conflict(
-                "the action kept changing; try again".into(),
-            )),
-        }
-    }
-
-    /// [`Self::compare_and_set`], then the audit entries of what it did: the vote, and the
-    /// decision when this change made it (a change only applies to a pending action, so
-    /// one that leaves it decided is the one that decided it).
-    async fn audited_change<E>(
-        &self,
-        id: &ActionId,
-        origin: Origin<'_>,
-        change: impl FnMut(&mut Action) -> Result<(), E>,
-    ) -> Result<Option<Action>, CasError<E>> {
-        let result = self.compare_and_set(id, change).await;
-        if let Ok(Some(action)) = &result {
-            self.audit
-                .record_all(AuditEvent::changed(action, &origin))
-                .await;
-            crate::metrics::decided(action, &origin);
-        }
-        result
-    }
-
-    /// The one read-change-write loop: `None` when there is no such action.
-    async fn compare_and_set<E>(
-        &self,
-        id: &ActionId,
-        mut change: impl FnMut(&mut Action) -> Result<(), E>,
-    ) -> Result<Option<Action>, CasError<E>> {
-        for _ in 0..CAS_ATTEMPTS {
-            let Some(v) = self.store.load(id).await.map_err(CasError::Store)? else {
-                return Ok(None);
-            };
-            let mut action = v.action;
-            change(&mut action).map_err(CasError::Change)?;
-            self.attach_grant(&mut action);
-            let json = serde_json::to_string(&action).expect("actions serialize");
-            let effects = self.effects(&action);
-            // A decided action's deadlines are dropped with the decision.
-            let dropped = if action.is_pending() {
-                Vec::new()
-            } else {
-                Timer::deadlines(&action)
-            };
-            if self
-                .store
-                .replace(v.rev, &action, &json, &effects, &dropped)
-                .await
-                .map_err(CasError::Store)?
-            {
-                if !effects.is_empty() {
-                    self.timers_changed.notify_one();
-                }
-                return Ok(Some(action));
-            }
-        }
-        Err(CasError::Contended)
-    }
-}
-
-enum CasError<E> {
-    Change(E),
-    Store(StoreError),
-    Contended,
 }

@@ -619,6 +619,24 @@ fn policy_check_accepts_a_valid_file_and_names_the_line_of_an_error() {
     assert!(r.stderr.contains("colour"), "{r:?}");
     assert!(!r.stdout.contains("ok:"), "{r:?}");
 
+    // `max_pending` is known, and checked.
+    let capped = |n: &str| {
+        POLICY.replacen(
+            "id = \"app\"\n",
+            &format!("id = \"app\"\nmax_pending = {n}\n"),
+            1,
+        )
+    };
+    std::fs::write(&good, capped("5")).unwrap();
+    assert_eq!(
+        run_sync(&["policy", "check", good.to_str().unwrap()]).code,
+        0
+    );
+    std::fs::write(&bad, capped("0")).unwrap();
+    let r = run_sync(&["policy", "check", bad.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("field `max_pending`"), "{r:?}");
+
     let r = run_sync(&[
         "policy",
         "check",

@@ -3,7 +3,10 @@
 
 mod common;
 
-use common::{Backend, ChannelRecorder, request, sign_headers, spawn_app};
+use common::{
+    AppOptions, Backend, ChannelRecorder, POLICY, TestApp, request, sign_headers, spawn_app,
+    spawn_app_with,
+};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -209,7 +212,106 @@ async fn health_and_readiness(backend: Backend) {
     assert_eq!(r.status, 200);
 }
 
+/// The test policy with client `app` limited to `n` pending actions.
+async fn app_with_max_pending(backend: Backend, n: u32) -> TestApp {
+    let policy = POLICY.replacen(
+        "id = \"app\"\n",
+        &format!("id = \"app\"\nmax_pending = {n}\n"),
+        1,
+    );
+    assert_ne!(policy, POLICY);
+    spawn_app_with(
+        backend,
+        AppOptions {
+            policy,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+fn assert_too_many_pending(r: &common::Resp, limit: u32) {
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.error_code(), "too_many_pending");
+    let message = r.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("{limit} pending")) && message.contains("max_pending"),
+        "{message}"
+    );
+}
+
+/// A client has at most `max_pending` actions pending: one more answers `429
+/// too_many_pending` naming the limit. A repeated create takes one place and is still
+/// answered at the limit; an auto-decided action takes none; another client is not
+/// affected; a cancel, a decision and an expiry each free their place.
+async fn pending_actions_are_capped_per_client(backend: Backend) {
+    let app = app_with_max_pending(backend, 3).await;
+    let body = serde_json::to_vec(&request("deploy.prod", "svc/0")).unwrap();
+    let headers = app.signed_headers("app", "POST", "/v1/actions", &body);
+    let repeat = || app.send_raw("POST", "/v1/actions", body.clone(), &headers);
+    let first = repeat().await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let first = first.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(repeat().await.status, 200);
+    let short = app.create(&request("short.job", "svc/1")).await;
+    assert_eq!(short.status, 201);
+    let short = short.body["id"].as_str().unwrap().to_owned();
+    let third = app.create_pending().await;
+
+    assert_too_many_pending(&app.create(&request("deploy.prod", "svc/4")).await, 3);
+    let again = repeat().await;
+    assert_eq!(again.status, 200, "a repeat is answered at the limit");
+    assert_eq!(again.body["id"], first.as_str());
+    let auto = app.create(&request("read.logs", "svc/5")).await;
+    assert_eq!(auto.status, 201, "auto-approved: never pending");
+    let other = app
+        .send_as(
+            "other",
+            "POST",
+            "/v1/actions",
+            &request("deploy.prod", "svc/6"),
+        )
+        .await;
+    assert_eq!(other.status, 201, "another client has its own count");
+
+    // Each way out of pending frees a place: cancel, expiry, decision.
+    assert_eq!(app.cancel("app", &third).await.status, 200);
+    let _fourth = app.create_pending().await;
+    assert_too_many_pending(&app.create(&request("deploy.prod", "svc/7")).await, 3);
+    let expired = app.wait("app", &short, 10).await;
+    assert_eq!(expired.body["status"], "expired");
+    let fifth = app.create_pending().await;
+    assert_too_many_pending(&app.create(&request("deploy.prod", "svc/8")).await, 3);
+    assert_eq!(app.decide(&first, "denied").await.status, 200);
+    app.create_pending().await;
+    assert_too_many_pending(&app.create(&request("deploy.prod", "svc/9")).await, 3);
+    assert_eq!(app.decide(&fifth, "approved").await.status, 200);
+    app.create_pending().await;
+}
+
+/// Concurrent creates never take more than `max_pending` places.
+async fn the_cap_holds_under_concurrent_creates(backend: Backend) {
+    let app = app_with_max_pending(backend, 4).await;
+    let bodies: Vec<Value> = (0..12)
+        .map(|i| request("deploy.prod", &format!("svc/{i}")))
+        .collect();
+    let created = futures::future::join_all(bodies.iter().map(|b| app.create(b))).await;
+    let statuses: Vec<u16> = created.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        4,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        8,
+        "{statuses:?}"
+    );
+}
+
 on_both_backends!(
+    pending_actions_are_capped_per_client,
+    the_cap_holds_under_concurrent_creates,
     repeats_are_idempotent_and_conflicts_are_refused,
     policy_auto_decides,
     the_action_object_follows_the_spec,
@@ -257,4 +359,28 @@ async fn redis_down_fails_closed() {
     let r = app.create(&request("read.customers", "crm/eu")).await;
     assert_eq!(r.status, 201);
     let _: Value = r.body;
+}
+
+/// Two replicas share one count: creates spread over both, at once, take exactly
+/// `max_pending` places.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cap_is_shared_by_replicas() {
+    let a = app_with_max_pending(Backend::redis(), 5).await;
+    let b = a.replica(&a.prefix).await;
+    let bodies: Vec<Value> = (0..16)
+        .map(|i| request("deploy.prod", &format!("svc/{i}")))
+        .collect();
+    let created = futures::future::join_all(bodies.iter().enumerate().map(|(i, body)| {
+        let app = if i % 2 == 0 { &a } else { &b };
+        app.create(body)
+    }))
+    .await;
+    let ok = created.iter().filter(|r| r.status == 201).count();
+    assert_eq!(
+        ok,
+        5,
+        "{:?}",
+        created.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert!(created.iter().all(|r| r.status == 201 || r.status == 429));
 }

@@ -63,7 +63,7 @@ async fn nothing_stored(app: &TestApp) {
         assert!(keys.is_empty(), "rejected requests stored {keys:?}");
     }
     // Every rejected body would otherwise have been a pending action with an expiry timer.
-    let next = app.service.store().next_due().await.unwrap();
+    let next = app.service.timers().next_due().await.unwrap();
     assert!(
         next.is_none(),
         "a rejected request scheduled a timer for {next:?}"
@@ -338,7 +338,7 @@ async fn boundary_values_are_accepted(backend: Backend) {
         "{message}"
     );
     // The probe `nothing_stored` relies on does see stored actions.
-    assert!(app.service.store().next_due().await.unwrap().is_some());
+    assert!(app.service.timers().next_due().await.unwrap().is_some());
 }
 
 fn lifetime_seconds(action: &Value) -> i64 {

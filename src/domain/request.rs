@@ -244,6 +244,7 @@ mod tests {
             secret_env: "X".into(),
             roles: vec![Role::Requester],
             callback_hosts: vec!["api.internal.example".into(), "127.0.0.1".into()],
+            max_pending: crate::policy::DEFAULT_MAX_PENDING,
             allow_insecure_callbacks: insecure,
         }
     }

@@ -1,12 +1,12 @@
 //! What `POST /v1/grants/verify` and `POST /v1/actions/{id}/revoke` do beyond the
 //! signature: scope, revocation and single use, shared by every replica through the store.
 
-use super::{Claims, GrantKeys, GrantRejection};
+use super::{Claims, GrantRejection};
 use crate::audit::AuditEvent;
 use crate::domain::{Action, ActionId, Status};
 use crate::policy::Role;
 use crate::service::{Client, Service, ServiceError, ServiceResult};
-use crate::store::{Store, StoreResult};
+use crate::store::StoreResult;
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
@@ -35,13 +35,12 @@ pub struct VerifyRequest {
 /// answers `already_used`.
 /// Store errors are errors (the caller fails closed), never a verdict.
 pub async fn check(
-    keys: &GrantKeys,
-    store: &dyn Store,
+    service: &Service,
     request: &VerifyRequest,
     audience: Option<&str>,
     now: DateTime<Utc>,
 ) -> StoreResult<Result<Claims, GrantRejection>> {
-    let claims = match keys.verify_at(&request.token, now.timestamp()) {
+    let claims = match service.grants().verify_at(&request.token, now.timestamp()) {
         Ok(claims) => claims,
         Err(rejection) => return Ok(Err(rejection)),
     };
@@ -53,17 +52,17 @@ pub async fn check(
     if !in_scope {
         return Ok(Err(GrantRejection::WrongScope));
     }
-    if store.is_set(REVOKED, &claims.aid).await? {
+    if service.grant_revoked(&claims.aid).await? {
         return Ok(Err(GrantRejection::Revoked));
     }
     let used = if request.consume {
         let left = u64::try_from(claims.exp - now.timestamp()).unwrap_or(0);
         let ttl = Duration::from_secs(left) + USED_MARGIN;
         // `SET NX` on one key: exactly one consumer wins, whichever replica it asks.
-        !store.set_once(USED, &claims.jti, ttl).await?
+        !service.consume_grant(&claims.jti, ttl).await?
     } else {
         // A consumed grant is spent for everyone, not only for the next consumer.
-        store.is_set(USED, &claims.jti).await?
+        service.grant_consumed(&claims.jti).await?
     };
     if used {
         return Ok(Err(GrantRejection::AlreadyUsed));
@@ -80,14 +79,7 @@ pub async fn verify(
     request: &VerifyRequest,
 ) -> ServiceResult<Result<Claims, GrantRejection>> {
     let audience = (!client.spec.has_role(Role::Admin)).then(|| client.id());
-    let verdict = check(
-        service.grants(),
-        service.store().as_ref(),
-        request,
-        audience,
-        Utc::now(),
-    )
-    .await?;
+    let verdict = check(service, request, audience, Utc::now()).await?;
     grant_verified(service, client, request, &verdict).await;
     Ok(verdict)
 }
@@ -142,10 +134,7 @@ pub async fn revoke(
     }
     // Outlives any grant of the action: its lifetime counts from the decision.
     let ttl = Duration::from_secs(action.policy.grant_ttl_seconds) + REVOKED_MARGIN;
-    service
-        .store()
-        .set_once(REVOKED, action.id.as_str(), ttl)
-        .await?;
+    service.revoke_grant(action.id.as_str(), ttl).await?;
     tracing::warn!(action_id = %id, client = client.id(), reason, "grant revoked");
     Ok(action)
 }

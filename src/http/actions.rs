@@ -58,6 +58,7 @@ impl IntoResponse for ActionBody {
         (status = 403, description = "Needs the requester or admin role", body = ErrorBody),
         (status = 409, description = "A repeated `webhook-id` with another body", body = ErrorBody),
         (status = 422, description = "The rule forbids self-approval and the requester has neither `email` nor `slack_user_id` (code `requester_unverifiable`)", body = ErrorBody),
+        (status = 429, description = "The client already has its `max_pending` actions pending (`too_many_pending`)", body = ErrorBody),
         SignedErrors,
     )
 )]

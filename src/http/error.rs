@@ -34,6 +34,9 @@ pub enum ApiError {
     /// 415 `unsupported_media_type`
     #[error("request body must be application/json")]
     UnsupportedMediaType,
+    /// 429 `too_many_pending`: the client is at its `max_pending`.
+    #[error("{0}")]
+    TooManyPending(String),
     /// 503 `unavailable`: the store cannot be reached; nothing was changed or approved.
     #[error("the service cannot reach its store; nothing was changed, try again")]
     Unavailable,
@@ -57,6 +60,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            ApiError::TooManyPending(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_pending"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -73,6 +77,7 @@ impl From<ServiceError> for ApiError {
             e @ ServiceError::RequesterUnverifiable(_) => {
                 ApiError::RequesterUnverifiable(e.to_string())
             }
+            e @ ServiceError::TooManyPending(_) => ApiError::TooManyPending(e.to_string()),
             ServiceError::Store(e) => e.into(),
         }
     }

@@ -56,7 +56,7 @@ pub(super) async fn healthz() -> Json<Liveness> {
     )
 )]
 pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
-    state.service.store().ping().await?;
+    state.service.ping().await?;
     let slack = state.slack.as_ref().map_or("disabled", |s| s.auth_status());
     Ok(Json(Readiness {
         status: "ready",

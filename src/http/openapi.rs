@@ -123,6 +123,8 @@ pub enum ErrorCode {
     RequesterUnverifiable,
     /// 429
     RateLimited,
+    /// 429: the client already has its `max_pending` actions pending
+    TooManyPending,
     /// 503: the store cannot be reached; nothing was changed or approved
     Unavailable,
     /// 500
@@ -283,6 +285,7 @@ mod tests {
             ApiError::PayloadTooLarge,
             ApiError::UnsupportedMediaType,
             ApiError::RequesterUnverifiable("x".into()),
+            ApiError::TooManyPending("x".into()),
             ApiError::Unavailable,
             ApiError::Internal(anyhow::anyhow!("x")),
         ];
@@ -303,7 +306,7 @@ mod tests {
                 413 => ErrorCode::PayloadTooLarge,
                 415 => ErrorCode::UnsupportedMediaType,
                 422 => ErrorCode::RequesterUnverifiable,
-                429 => ErrorCode::RateLimited,
+                429 => ErrorCode::TooManyPending,
                 503 => ErrorCode::Unavailable,
                 _ => ErrorCode::Internal,
             };

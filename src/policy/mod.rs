@@ -28,8 +28,8 @@ pub use error::PolicyError;
 pub use explain::{Explanation, RuleCheck};
 pub use matching::Mismatch;
 pub use model::{
-    ClientSpec, Defaults, EscalationStage, Glob, MatchInput, NoMatch, Oncall, Policy, Role, Rule,
-    RuleDecision, RuleMatch, Severity, Shift,
+    ClientSpec, DEFAULT_MAX_PENDING, Defaults, EscalationStage, Glob, MatchInput, NoMatch, Oncall,
+    Policy, Role, Rule, RuleDecision, RuleMatch, Severity, Shift,
 };
 
 /// What the policy decided for one request.
@@ -82,6 +82,7 @@ impl Policy {
                 roles: vec![Role::Requester, Role::Admin, Role::Auditor],
                 callback_hosts: vec!["localhost".into(), "127.0.0.1".into()],
                 allow_insecure_callbacks: true,
+                max_pending: DEFAULT_MAX_PENDING,
             }],
             oncall: Vec::new(),
             rules: Vec::new(),

@@ -63,7 +63,12 @@ pub struct ClientSpec {
     pub roles: Vec<Role>,
     pub callback_hosts: Vec<String>,
     pub allow_insecure_callbacks: bool,
+    /// How many of its actions may be pending at once; a create beyond it is refused.
+    pub max_pending: u32,
 }
+
+/// A client's `max_pending` when the policy does not set one.
+pub const DEFAULT_MAX_PENDING: u32 = 1000;
 
 impl ClientSpec {
     pub fn has_role(&self, r: Role) -> bool {

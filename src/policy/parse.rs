@@ -215,12 +215,27 @@ impl Cx<'_> {
                     })
                     .collect::<Result<_, _>>()?,
             };
+            let max_pending = match c.max_pending {
+                None => DEFAULT_MAX_PENDING,
+                Some(n) => u32::try_from(*n.get_ref())
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        self.err(
+                            n.span(),
+                            &what,
+                            "max_pending",
+                            "must be a whole number from 1 to 4294967295",
+                        )
+                    })?,
+            };
             out.push(ClientSpec {
                 id,
                 secret_env,
                 roles,
                 callback_hosts: c.callback_hosts,
                 allow_insecure_callbacks: c.allow_insecure_callbacks,
+                max_pending,
             });
         }
         Ok(out)

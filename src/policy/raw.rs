@@ -37,6 +37,7 @@ pub(super) struct RawClient {
     pub callback_hosts: Vec<String>,
     #[serde(default)]
     pub allow_insecure_callbacks: bool,
+    pub max_pending: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -72,6 +72,7 @@ fn spec_example_parses_with_every_field() {
     assert!(c.has_role(Role::Requester) && !c.has_role(Role::Admin));
     assert_eq!(c.callback_hosts, ["api.internal.example"]);
     assert!(!c.allow_insecure_callbacks);
+    assert_eq!(c.max_pending, 1000, "the documented default");
 
     let o = &p.oncall[0];
     assert_eq!(
@@ -353,6 +354,24 @@ fn client_and_oncall_mistakes_are_rejected() {
     let (line, msg) = fails(&oncall("[\"U1\"]", "next monday"));
     assert_eq!(line, Some(5));
     assert!(msg.contains("oncall \"dba\": field `start`"), "{msg}");
+}
+
+#[test]
+fn max_pending_is_a_positive_count() {
+    let client =
+        |n: &str| format!("[[client]]\nid = \"ci\"\nsecret_env = \"S\"\nmax_pending = {n}\n");
+    let p = Policy::parse(&client("3")).unwrap();
+    assert_eq!(p.client("ci").unwrap().max_pending, 3);
+    for bad in ["0", "-1", "4294967296"] {
+        let (line, msg) = fails(&client(bad));
+        assert_eq!(line, Some(4), "{bad}");
+        assert!(
+            msg.contains("client \"ci\": field `max_pending`: must be a whole number"),
+            "{bad}: {msg}"
+        );
+    }
+    let (line, _) = fails(&client("\"lots\""));
+    assert_eq!(line, Some(4));
 }
 
 #[test]

@@ -57,7 +57,7 @@ impl Slack {
         let Ok(id) = id.parse::<ActionId>() else {
             return ephemeral(format!("`{}` is not an action id.", render::escape(id)));
         };
-        let action = match service.store().load(&id).await {
+        let action = match service.load(&id).await {
             Ok(Some(v)) => v.action,
             Ok(None) => return ephemeral(NOT_YOURS.into()),
             Err(_) => return ephemeral("Greenlight cannot reach its store right now.".into()),
@@ -125,7 +125,7 @@ impl Slack {
         // Links to each approval message, fetched concurrently.
         let lines: Vec<String> = futures::stream::iter(mine)
             .map(|action| async move {
-                let link = match service.store().load(&action.id).await {
+                let link = match service.load(&action.id).await {
                     Ok(Some(v)) => match v.slack {
                         Some(s) => self.api.permalink(&s.channel, &s.ts).await.ok(),
                         None => None,

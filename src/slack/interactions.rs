@@ -303,7 +303,7 @@ impl Slack {
                 .await
             }
             Err(VoteError::Rejected(VoteRejected::Decided(_))) | Err(VoteError::NotFound) => {
-                let now = service.store().load(&action.id).await.ok().flatten();
+                let now = service.load(&action.id).await.ok().flatten();
                 let text = now.map_or_else(
                     || "This action no longer exists.".to_owned(),
                     |v| decided_text(&v.action),
@@ -331,7 +331,7 @@ impl Slack {
                 .await;
             return None;
         };
-        let action = match service.store().load(&id).await {
+        let action = match service.load(&id).await {
             Ok(Some(v)) => v.action,
             Ok(None) => {
                 self.tell(reply, "This action no longer exists.").await;

@@ -9,7 +9,8 @@ use super::directory::is_user_id;
 use super::render;
 use crate::audit::{Audit, AuditEvent};
 use crate::domain::{Action, ActionId};
-use crate::store::{SlackState, Store, StoreError};
+use crate::service::Service;
+use crate::store::{SlackState, StoreError};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
@@ -49,16 +50,12 @@ impl Slack {
     /// A failure is audited (`slack_error`) when it is given up on: a refusal at once, a
     /// transient failure once retries stop; retried failures are only logged, so an
     /// outage does not flood the trail.
-    pub async fn sync(
-        &self,
-        store: &dyn Store,
-        audit: &Audit,
-        id: &ActionId,
-    ) -> Result<Synced, StoreError> {
-        let Some(v) = store.load(id).await? else {
+    pub async fn sync(&self, service: &Service, id: &ActionId) -> Result<Synced, StoreError> {
+        let audit = service.audit();
+        let Some(v) = service.load(id).await? else {
             return Ok(Synced::Reflected(0));
         };
-        match self.sync_action(store, audit, &v.action, v.slack).await {
+        match self.sync_action(service, audit, &v.action, v.slack).await {
             Ok(()) => Ok(Synced::Reflected(v.rev)),
             Err(Step::Retry(at, _)) if Utc::now() - v.action.created_at < GIVE_UP_AFTER => {
                 Ok(Synced::RetryAt(at))
@@ -95,7 +92,7 @@ impl Slack {
 
     async fn sync_action(
         &self,
-        store: &dyn Store,
+        service: &Service,
         audit: &Audit,
         action: &Action,
         state: Option<SlackState>,
@@ -143,7 +140,7 @@ impl Slack {
                     ts: posted.ts,
                     ..SlackState::default()
                 };
-                save(store, id, &state).await?;
+                save(service, id, &state).await?;
                 state
             }
         };
@@ -159,7 +156,7 @@ impl Slack {
                 .await
                 .map_err(|e| self.failed(id, "chat.postMessage (vote)", e))?;
             state.votes_posted += 1;
-            save(store, id, &state).await?;
+            save(service, id, &state).await?;
         }
         if action.is_pending() {
             return Ok(());
@@ -175,12 +172,12 @@ impl Slack {
                 .await
                 .map_err(|e| self.failed(id, "chat.postMessage (outcome)", e))?;
             state.outcome_posted = true;
-            save(store, id, &state).await?;
+            save(service, id, &state).await?;
         }
         if !state.requester_told {
             self.tell_requester(action, &state).await?;
             state.requester_told = true;
-            save(store, id, &state).await?;
+            save(service, id, &state).await?;
         }
         Ok(())
     }
@@ -212,8 +209,8 @@ impl Slack {
     }
 }
 
-async fn save(store: &dyn Store, id: &ActionId, state: &SlackState) -> Result<(), Step> {
-    store.set_slack(id, state).await.map_err(|e| {
+async fn save(service: &Service, id: &ActionId, state: &SlackState) -> Result<(), Step> {
+    service.set_slack(id, state).await.map_err(|e| {
         tracing::warn!(action_id = %id, error = %e, "cannot record Slack state; will retry");
         Step::Retry(Utc::now() + chrono::Duration::seconds(1), None)
     })

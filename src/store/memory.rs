@@ -27,6 +27,8 @@ struct Record {
 struct Inner {
     actions: HashMap<String, Record>,
     pending: BTreeSet<String>,
+    /// Pending actions per client (for `max_pending`), kept by create and replace.
+    pending_per_client: HashMap<String, u32>,
     /// (client, request id) -> (value, expires)
     idempotency: HashMap<(String, String), (String, Instant)>,
     /// (namespace, key) -> (expires, value): `set_once` flags hold an empty value.
@@ -150,11 +152,21 @@ impl Store for MemoryStore {
             {
                 return parse_existing(value);
             }
+            let decided = !new.action.is_pending();
+            if !decided {
+                let pending = inner
+                    .pending_per_client
+                    .entry(new.client.to_owned())
+                    .or_default();
+                if *pending >= new.max_pending {
+                    return Ok(Created::TooManyPending);
+                }
+                *pending += 1;
+            }
             let value = format!("{} {}", new.body_hash, new.action.id);
             inner
                 .idempotency
                 .insert(key, (value, now + super::IDEMPOTENCY_TTL));
-            let decided = !new.action.is_pending();
             inner.actions.insert(
                 new.action.id.to_string(),
                 Record {
@@ -218,6 +230,9 @@ impl Store for MemoryStore {
             if decided {
                 record.forget_at = Some(Instant::now() + DECIDED_RETENTION);
                 inner.pending.remove(action.id.as_str());
+                if let Some(n) = inner.pending_per_client.get_mut(&action.client) {
+                    *n = n.saturating_sub(1);
+                }
             }
             for t in effects {
                 inner.set_timer_if_absent(t.member(), t.due_ms());

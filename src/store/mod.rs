@@ -73,6 +73,8 @@ pub struct NewAction<'a> {
     pub json: &'a str,
     /// Timers to schedule with a pending action (none for an auto-decided one).
     pub timers: &'a [Timer],
+    /// How many actions of this client may be pending at once, this one included.
+    pub max_pending: u32,
 }
 
 #[derive(Debug, PartialEq)]
@@ -83,6 +85,8 @@ pub enum Created {
         body_hash: String,
         action_id: ActionId,
     },
+    /// Not stored: the client already has `max_pending` pending actions.
+    TooManyPending,
 }
 
 /// What a timer does when it comes due.
@@ -220,7 +224,10 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// Stores a new action with its idempotency key and timers, atomically; an action
-    /// created already decided is published at once.
+    /// created already decided is published at once. A pending one is refused when its
+    /// client already has `max_pending` pending (counted in the same atomic step, across
+    /// replicas; an action frees its place when it leaves `pending`). The idempotency key
+    /// is checked first, so a repeat is answered even when the client is at its limit.
     async fn create(&self, new: NewAction<'_>) -> StoreResult<Created>;
 
     async fn load(&self, id: &ActionId) -> StoreResult<Option<Versioned>>;

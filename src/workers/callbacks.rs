@@ -8,7 +8,7 @@
 //! day. The URL was checked against the client's `callback_hosts` when the action was
 //! created, and redirects are never followed (the app's HTTP client refuses them).
 
-use super::scheduler::Fired;
+use super::run::Fired;
 use crate::audit::AuditEvent;
 use crate::domain::ActionId;
 use crate::notify::{Retry, WebhookNotifier};
@@ -31,7 +31,7 @@ pub struct Callbacks {
 impl Callbacks {
     /// One delivery attempt of the decision of `id`.
     pub async fn deliver(&self, id: &ActionId) -> Result<Fired, StoreError> {
-        let Some(v) = self.service.store().load(id).await? else {
+        let Some(v) = self.service.load(id).await? else {
             return Ok(Fired::Done);
         };
         let action = v.action;

@@ -3,7 +3,7 @@
 //! Each runs from a durable timer; the stage reached is recorded on the action by
 //! compare-and-set before anyone is notified, so a stage notifies once across replicas.
 
-use super::scheduler::Fired;
+use super::run::Fired;
 use crate::audit::AuditEvent;
 use crate::domain::{Action, ActionId, StagePlan};
 use crate::notify::pagerduty::{PagerDuty, Trigger};
@@ -32,7 +32,6 @@ impl Escalator {
     async fn pending(&self, id: &ActionId) -> Result<Option<crate::store::Versioned>, StoreError> {
         Ok(self
             .service
-            .store()
             .load(id)
             .await?
             .filter(|v| v.action.is_pending()))
@@ -67,7 +66,12 @@ impl Escalator {
             let Some(plan) = v.action.policy.escalate.get(n as usize - 1) else {
                 break;
             };
-            if !self.fire_stage(id, n, plan, v.slack.as_ref()).await? {
+            // Not recorded here: either the action was decided (no later stage fires
+            // either), or another run (this action's timer of that stage, here or on a
+            // replica, run at the same time) recorded it first and notifies it: go on.
+            if !self.fire_stage(id, n, plan, v.slack.as_ref()).await?
+                && self.pending(id).await?.is_none()
+            {
                 break;
             }
         }
@@ -251,7 +255,6 @@ impl Escalator {
             Err(e) if e.is_transient() => {
                 let decided = self
                     .service
-                    .store()
                     .load(id)
                     .await?
                     .and_then(|v| v.action.decision.map(|d| d.decided_at));

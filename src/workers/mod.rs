@@ -2,4 +2,5 @@
 
 pub mod callbacks;
 pub mod escalation;
+pub mod run;
 pub mod scheduler;

@@ -1,158 +1,142 @@
 //! The one timer loop of a process. Deadlines live in the store (a Redis sorted set), so
 //! they survive restarts; each due timer is claimed atomically under a lease, so exactly
 //! one replica fires it and a crash only delays it. The loop sleeps until the next
-//! deadline, woken early when this process schedules a nearer one, and polls at least
-//! every [`MAX_SLEEP`] for deadlines other replicas added.
+//! deadline, woken early when this process schedules a nearer one or a run ends, and polls
+//! at least every [`MAX_SLEEP`] for deadlines other replicas added.
+//!
+//! Claimed timers run concurrently, in one bounded pool per kind of work ([`Pool`]): a
+//! slow callback receiver or a slow Slack can fill its own pool, never delay an expiry.
+//! Each run is cut off at [`RUN_TIMEOUT`], well inside the [`LEASE`], so no timer is ever
+//! run by two replicas at once.
 
-use crate::service::{Service, ServiceError};
-use crate::slack::{Slack, Synced};
-use crate::store::{StoreError, Timer, TimerKind};
-use crate::workers::callbacks::Callbacks;
-use crate::workers::escalation::Escalator;
+use super::run::{Pool, Worker};
+use crate::service::Service;
+use crate::store::StoreError;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+pub use super::run::Fired;
 
 pub const MAX_SLEEP: Duration = Duration::from_secs(1);
 const BATCH: usize = 100;
 /// How long a claimed timer stays invisible to other replicas: a timer whose run was cut
-/// short (a crash, or a shutdown past its timeout) runs again once this has passed.
+/// short (a crash, a run past [`RUN_TIMEOUT`], or a shutdown past its timeout) runs again
+/// once this has passed.
 pub const LEASE: Duration = Duration::from_secs(30);
+/// The longest one timer's run may take before it is abandoned to its lease. Half the
+/// lease, so the claim, the run and settling the timer fit well inside it; and above the
+/// 10 s an HTTP attempt (a callback, a webhook, one Slack call) may take, so a slow
+/// receiver still ends in that attempt's own retry schedule.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(15);
+/// How many timers of each pool run at once by default (`GREENLIGHT_TIMER_CONCURRENCY`).
+pub const DEFAULT_CONCURRENCY: u16 = 32;
+/// When a claimed timer whose pool is full is tried again: it goes back to the store,
+/// behind what is due now, so a full pool never holds up another pool's timers.
+const BUSY_RETRY: chrono::Duration = chrono::Duration::seconds(1);
 
 /// What one step did.
 #[derive(Debug, PartialEq)]
 pub struct Step {
-    pub fired: usize,
+    /// Runs started.
+    pub started: usize,
+    /// Whether as many were claimed as asked for (more may be due right now).
+    pub full_batch: bool,
+    /// Whether fewer were asked for than a batch for want of free slots: a run that ends
+    /// then is worth a new step.
+    pub short_of_slots: bool,
     pub next_due: Option<DateTime<Utc>>,
 }
 
-/// How a timer's work ended, and so what becomes of the timer.
-#[derive(Debug, PartialEq)]
-pub enum Fired {
-    /// Done: remove it.
-    Done,
-    /// An effect that reflected this revision of the action: remove it unless the action
-    /// changed meanwhile.
-    Reflected(u64),
-    /// Run it again then (a retry, or the next reminder).
-    At(DateTime<Utc>),
-    /// Failed: leave it to its lease, so it runs again shortly.
-    Leave,
-}
-
 pub struct Scheduler {
-    service: Arc<Service>,
-    slack: Option<Arc<Slack>>,
-    escalator: Escalator,
-    callbacks: Callbacks,
-    /// Cancelled at shutdown: a step then stops after the timer it is running.
-    stop: CancellationToken,
+    worker: Arc<Worker>,
+    /// Free run slots, per [`Pool`].
+    slots: [Arc<Semaphore>; Pool::COUNT],
 }
 
 impl Scheduler {
-    pub fn new(
-        service: Arc<Service>,
-        slack: Option<Arc<Slack>>,
-        escalator: Escalator,
-        callbacks: Callbacks,
-    ) -> Self {
+    pub fn new(worker: Worker, concurrency: usize) -> Self {
+        let concurrency = concurrency.max(1);
         Self {
-            service,
-            slack,
-            escalator,
-            callbacks,
-            stop: CancellationToken::new(),
+            worker: Arc::new(worker),
+            slots: std::array::from_fn(|_| Arc::new(Semaphore::new(concurrency))),
         }
     }
 
-    /// Fires every timer due at `now`, then reports when the next one is due.
-    pub async fn run_once(&self, now: DateTime<Utc>) -> Result<Step, StoreError> {
-        let store = self.service.store();
-        let mut fired = 0;
-        loop {
-            let mut due = store.claim_due(now, BATCH, LEASE).await?.into_iter();
-            let n = due.len();
-            while let Some(timer) = due.next() {
-                if self.stop.is_cancelled() {
-                    // Shutting down: hand back what was claimed but not started, due as
-                    // before, so another replica runs it without waiting out the lease.
-                    for t in std::iter::once(timer).chain(due.by_ref()) {
-                        store.reschedule(&t, t.due).await?;
-                    }
-                    return Ok(Step {
-                        fired,
-                        next_due: None,
+    fn service(&self) -> &Service {
+        &self.worker.service
+    }
+
+    /// Claims the timers due at `now` and starts each in its pool (in `running`); one
+    /// whose pool is full goes back to the store, due again in a moment.
+    pub async fn step(
+        &self,
+        now: DateTime<Utc>,
+        running: &mut JoinSet<()>,
+    ) -> Result<Step, StoreError> {
+        let timers = self.service().timers();
+        // No more than there are free slots: what is claimed can mostly start at once.
+        let free: usize = self.slots.iter().map(|s| s.available_permits()).sum();
+        let limit = BATCH.min(free);
+        let claimed = if limit == 0 {
+            Vec::new()
+        } else {
+            timers.claim_due(now, limit, LEASE).await?
+        };
+        let full_batch = limit > 0 && claimed.len() == limit;
+        let short_of_slots = free < BATCH && claimed.len() == limit;
+        let mut started = 0;
+        for timer in claimed {
+            let pool = Pool::of(timer.kind);
+            match self.slots[pool as usize].clone().try_acquire_owned() {
+                Ok(slot) => {
+                    let worker = self.worker.clone();
+                    running.spawn(async move {
+                        worker.run(&timer).await;
+                        drop(slot);
                     });
+                    started += 1;
                 }
-                let outcome = match self.fire(&timer).await {
-                    Ok(outcome) => outcome,
-                    Err(e) => {
-                        tracing::warn!(timer = %timer.member(), error = %e, "timer failed; will retry");
-                        Fired::Leave
-                    }
-                };
-                match outcome {
-                    Fired::Done => store.finish(&timer).await?,
-                    Fired::Reflected(rev) => store.finish_if_current(&timer, rev).await?,
-                    Fired::At(at) => store.reschedule(&timer, at).await?,
-                    Fired::Leave => continue,
+                Err(_) => {
+                    tracing::debug!(timer = %timer.member(), ?pool, "pool full; timer handed back");
+                    timers.reschedule(&timer, Utc::now() + BUSY_RETRY).await?;
                 }
-                fired += 1;
-            }
-            if n < BATCH || self.stop.is_cancelled() {
-                break;
             }
         }
         Ok(Step {
-            fired,
-            next_due: store.next_due().await?,
+            started,
+            full_batch,
+            short_of_slots,
+            next_due: timers.next_due().await?,
         })
     }
 
-    async fn fire(&self, timer: &Timer) -> Result<Fired, StoreError> {
-        let id = &timer.action_id;
-        match timer.kind {
-            TimerKind::Expire => Ok(match self.service.expire(id).await {
-                Ok(_) | Err(ServiceError::NotFound) => Fired::Done,
-                Err(e) => {
-                    tracing::warn!(action_id = %id, error = %e, "expiry failed; will retry");
-                    Fired::Leave
-                }
-            }),
-            TimerKind::Escalate(stage) => self.escalator.stage(id, stage).await,
-            TimerKind::Remind => self.escalator.remind(id).await,
-            TimerKind::PagerDutyResolve => self.escalator.resolve(id).await,
-            TimerKind::Callback => self.callbacks.deliver(id).await,
-            TimerKind::SlackSync => match &self.slack {
-                // Slack was switched off since: nothing to keep in sync.
-                None => Ok(Fired::Done),
-                Some(slack) => Ok(
-                    match slack
-                        .sync(self.service.store().as_ref(), self.service.audit(), id)
-                        .await?
-                    {
-                        Synced::Reflected(rev) => Fired::Reflected(rev),
-                        Synced::RetryAt(at) => Fired::At(at),
-                    },
-                ),
-            },
-        }
-    }
-
-    /// Loops [`Self::run_once`] until `shutdown`, which also ends a step after the timer
-    /// it is running.
-    pub async fn run(mut self, shutdown: CancellationToken) {
-        self.stop = shutdown.clone();
+    /// Steps until `shutdown`, then waits for the runs in flight (the caller bounds that
+    /// wait; dropping this future abandons them to their leases). Nothing is claimed
+    /// after the signal, so nothing claimed is left unstarted.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut running = JoinSet::new();
         let mut backoff = Duration::from_millis(100);
         loop {
-            let sleep = match self.run_once(Utc::now()).await {
+            while let Some(ended) = running.try_join_next() {
+                log_panic(ended);
+            }
+            let mut wake_on_end = false;
+            let sleep = match self.step(Utc::now(), &mut running).await {
                 Ok(step) => {
                     backoff = Duration::from_millis(100);
-                    crate::metrics::sample_store(self.service.store().as_ref()).await;
-                    step.next_due
-                        .map(|due| (due - Utc::now()).to_std().unwrap_or_default())
-                        .map_or(MAX_SLEEP, |d| d.min(MAX_SLEEP))
+                    wake_on_end = step.short_of_slots;
+                    crate::metrics::sample_store(self.service()).await;
+                    if step.full_batch && step.started > 0 {
+                        Duration::ZERO
+                    } else {
+                        step.next_due
+                            .map(|due| (due - Utc::now()).to_std().unwrap_or_default())
+                            .map_or(MAX_SLEEP, |d| d.min(MAX_SLEEP))
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "scheduler cannot reach the store");
@@ -161,10 +145,33 @@ impl Scheduler {
                 }
             };
             tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = self.service.timers_changed.notified() => {}
+                _ = shutdown.cancelled() => break,
+                _ = self.service().timers_changed.notified() => {}
                 _ = tokio::time::sleep(sleep) => {}
+                Some(ended) = running.join_next(), if wake_on_end => log_panic(ended),
             }
         }
+        while let Some(ended) = running.join_next().await {
+            log_panic(ended);
+        }
+    }
+
+    /// Runs every timer due at `now` and waits for them: one step, for tests.
+    pub async fn run_once(&self, now: DateTime<Utc>) -> Result<Step, StoreError> {
+        let mut running = JoinSet::new();
+        let step = self.step(now, &mut running).await?;
+        while let Some(ended) = running.join_next().await {
+            log_panic(ended);
+        }
+        Ok(step)
+    }
+}
+
+/// A run's panic is logged, never lost; its timer is left to its lease.
+fn log_panic(ended: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = ended
+        && e.is_panic()
+    {
+        tracing::error!(error = %e, "a timer's run panicked; it runs again when its lease ends");
     }
 }

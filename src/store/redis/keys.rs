@@ -85,6 +85,11 @@ impl Keys {
         format!("{}timers", self.base(shard))
     }
 
+    /// The ids of a client's pending actions in a shard (its `max_pending` count).
+    pub fn client_pending(&self, shard: u16, client: &str) -> String {
+        format!("{}pending:{client}", self.base(shard))
+    }
+
     /// One-shot flags: single-key commands, so no tag is needed on Cluster.
     pub fn flag(&self, ns: &str, key: &str) -> String {
         format!("{}:{ns}:{key}", self.prefix)
@@ -155,6 +160,7 @@ mod tests {
         );
         assert_eq!(keys.pending(0), "greenlight:pending");
         assert_eq!(keys.timers(0), "greenlight:timers");
+        assert_eq!(keys.client_pending(0, "ci"), "greenlight:pending:ci");
         assert_eq!(keys.idempotency("ci", "msg_1"), "greenlight:idem:ci:msg_1");
         assert_eq!(keys.audit(), "greenlight:audit");
         assert_eq!(keys.audit_head(), "greenlight:audit:head");
@@ -173,6 +179,7 @@ mod tests {
                 keys.idempotency(client, request),
                 keys.pending(shard),
                 keys.timers(shard),
+                keys.client_pending(shard, client),
                 keys.shard_channel(shard),
                 keys.script_channel(&id),
             ] {

@@ -243,6 +243,23 @@ impl RedisStore {
         Ok(stored_rev == Some(rev) && stored_json.as_deref() == Some(json))
     }
 
+    /// How many pending actions `client` has outside `shard` (Cluster only: a single
+    /// server has one shard, counted inside the create script). Read before the script,
+    /// so on Cluster two creates racing in different shards may both pass the limit.
+    async fn pending_elsewhere(&self, client: &str, shard: u16) -> StoreResult<u64> {
+        let mut total = 0;
+        for other in self.keys.shards().filter(|s| *s != shard) {
+            let mut conn = self.conn.clone();
+            let n: u64 = cmd("SCARD")
+                .arg(self.keys.client_pending(other, client))
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            total += n;
+        }
+        Ok(total)
+    }
+
     async fn claim_shard(
         &self,
         shard: u16,
@@ -391,6 +408,11 @@ impl Store for RedisStore {
         let id = &new.action.id;
         let shard = self.keys.shard_of(id);
         let decided = !new.action.is_pending();
+        let elsewhere = if decided {
+            0
+        } else {
+            self.pending_elsewhere(new.client, shard).await?
+        };
         for _ in 0..WRITE_ATTEMPTS {
             let outbox = decided.then(|| self.publish_outbox(id)).flatten();
             let mut inv = self.create.prepare_invoke();
@@ -398,6 +420,7 @@ impl Store for RedisStore {
                 .key(self.keys.action(id))
                 .key(self.keys.pending(shard))
                 .key(self.keys.timers(shard))
+                .key(self.keys.client_pending(shard, new.client))
                 .arg(format!("{} {id}", new.body_hash))
                 .arg(IDEMPOTENCY_TTL.as_secs())
                 .arg(id.as_str())
@@ -405,7 +428,9 @@ impl Store for RedisStore {
                 .arg(new.json)
                 .arg(self.keys.script_channel(id))
                 .arg(DECIDED_RETENTION.as_secs())
-                .arg(self.announce.script_command());
+                .arg(self.announce.script_command())
+                .arg(new.max_pending)
+                .arg(elsewhere);
             for t in new.timers {
                 inv.arg(t.due_ms()).arg(t.member());
             }
@@ -415,8 +440,10 @@ impl Store for RedisStore {
             let mut conn = self.conn.clone();
             let existing: Option<String> =
                 inv.invoke_async(&mut conn).await.map_err(unavailable)?;
-            if let Some(existing) = existing {
-                return parse_existing(&existing);
+            match existing.as_deref() {
+                Some("full") => return Ok(Created::TooManyPending),
+                Some(existing) => return parse_existing(existing),
+                None => {}
             }
             if conn.replicated().await.is_err() && !self.action_stands(id, 1, new.json).await? {
                 continue; // taken back by a failover, idempotency key and all: again
@@ -467,6 +494,7 @@ impl Store for RedisStore {
         inv.key(self.keys.action(id))
             .key(self.keys.pending(shard))
             .key(self.keys.timers(shard))
+            .key(self.keys.client_pending(shard, &action.client))
             .arg(expected_rev)
             .arg(action.status.as_str())
             .arg(json)

@@ -1,6 +1,6 @@
 -- Compare-and-set of a pending action; publishes it when it leaves pending.
 -- A decided action is never changed again.
--- KEYS: action key, pending set, timers zset
+-- KEYS: action key, pending set, timers zset, the client's pending set
 -- ARGV: expected rev, new status, new json, decision channel, decided retention s,
 --       action id, E = number of effects, publish command (PUBLISH, SPUBLISH on
 --       Cluster, '' when the caller publishes after replication), then E (due ms,
@@ -21,6 +21,7 @@ for i = effects_end, #ARGV do
 end
 if ARGV[2] ~= 'pending' then
   redis.call('SREM', KEYS[2], ARGV[6])
+  redis.call('SREM', KEYS[4], ARGV[6])
   redis.call('EXPIRE', KEYS[1], ARGV[5])
   if ARGV[8] ~= '' then
     redis.call(ARGV[8], ARGV[4], ARGV[3])
