@@ -1,4 +1,4 @@
-"""Schemathesis hook: signs every request to Greenlight as a client does (SPEC section 2).
+"""Schemathesis hook: signs every request to Greenlight as a client does.
 
 Loaded by `.ci/schemathesis` through SCHEMATHESIS_HOOKS. The signature must cover the exact
 bytes sent, which exist only once `requests` has prepared the request, so the signing

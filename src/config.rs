@@ -1,4 +1,4 @@
-//! Typed settings, read once from the environment (SPEC section 9) and checked at start.
+//! Typed settings, read once from the environment and checked at start.
 
 use secrecy::SecretString;
 use std::collections::HashMap;

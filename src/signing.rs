@@ -1,4 +1,4 @@
-//! Standard Webhooks signatures (SPEC section 2): one implementation, used by the server
+//! Standard Webhooks signatures: one implementation, used by the server
 //! to verify clients, by the CLI and client library to sign, and for what the server sends
 //! (decision callbacks, escalation webhooks) with keys derived for that purpose.
 

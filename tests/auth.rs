@@ -1,4 +1,4 @@
-//! Signed requests (SPEC section 2): what a client must send, and that anything forged,
+//! Signed requests: what a client must send, and that anything forged,
 //! stale, replayed or unknown is refused before anything changes.
 
 mod common;

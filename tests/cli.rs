@@ -1,4 +1,4 @@
-//! The `greenlight` binary as a person or a script runs it (SPEC section 8): the real
+//! The `greenlight` binary as a person or a script runs it: the real
 //! executable against a real server, judged by its exit code and what it prints.
 
 mod common;

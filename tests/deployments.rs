@@ -277,7 +277,7 @@ async fn three_processes_on_a_redis_cluster_decide_each_action_once() {
     for i in 0..18 {
         let (id, waiter) = run.create(i).await;
         if Fate::of(i) != Fate::Auto {
-            // A caller's own wait on the SPEC channel: SSUBSCRIBE, then decide.
+            // A caller's own wait on the public decision channel: SSUBSCRIBE, then decide.
             spec_channel
                 .ssubscribe(format!("{}:decision:{id}", run.deployment.prefix))
                 .await
@@ -295,7 +295,7 @@ async fn three_processes_on_a_redis_cluster_decide_each_action_once() {
     run.assert_each_decided_once(&ids, &waited).await;
     run.assert_audited_once(&ids).await;
 
-    // Each decided action was announced exactly once on its SPEC channel.
+    // Each decided action was announced exactly once on its public channel.
     let mut published: HashMap<String, usize> = HashMap::new();
     tokio::time::sleep(Duration::from_millis(500)).await;
     while let Ok(push) = pushes.try_recv() {

@@ -1,4 +1,4 @@
-//! Grants (SPEC section 7): every approval carries an Ed25519 JWT that verifies through
+//! Grants: every approval carries an Ed25519 JWT that verifies through
 //! `POST /v1/grants/verify` and offline against `/.well-known/jwks.json` (with PyJWT),
 //! can be made single-use across replicas, revoked, and survives a key rotation.
 

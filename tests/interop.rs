@@ -1,4 +1,4 @@
-//! Interoperability with the official Standard Webhooks library (SPEC section 2): a client
+//! Interoperability with the official Standard Webhooks library: a client
 //! written in Python with PyPI's `standardwebhooks` can call Greenlight, and what Greenlight
 //! signs (requests from its client, callbacks) verifies with that library.
 //!

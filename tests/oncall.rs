@@ -9,7 +9,7 @@ use greenlight::policy::Policy;
 
 const BIN: &str = env!("CARGO_BIN_EXE_greenlight");
 
-/// Two rotations; the rule escalates through the SPEC's three kinds of stage.
+/// Two rotations; the rule escalates through the documented three kinds of stage.
 const POLICY: &str = r#"
 [[oncall]]
 name = "dba"

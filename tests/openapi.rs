@@ -8,7 +8,7 @@ use common::{Backend, Resp, TestApp, request, spawn_app};
 use jsonschema::{Draft, Validator};
 use serde_json::{Value, json};
 
-/// Every `/v1` operation the server serves (all of the SPEC's), as the document must list
+/// Every `/v1` operation the server serves (all of the documented), as the document must list
 /// it. A new route goes here, and gets a `#[utoipa::path]` listed in `ApiDoc`.
 const V1_ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/actions"),

@@ -1,4 +1,4 @@
-//! `POST /v1/actions` validation (SPEC section 3): every malformed request is refused with
+//! `POST /v1/actions` validation: every malformed request is refused with
 //! `400 invalid_request` naming the field, nothing of it is stored, and the boundary values
 //! still pass. Oversized and non-JSON bodies get their own statuses.
 

@@ -67,7 +67,7 @@ pub fn render(r: &Results, previous: &str) -> String {
         out,
         "Written by `cargo bench --bench load` (add `-- --quick` for the short version); see \
          [How to run](#how-to-run). Ratios compare greenlight with a raw baseline measured in \
-         the same run on the same machine (SPEC section 10), so runs on noisy or different \
+         the same run on the same machine, so runs on noisy or different \
          machines stay comparable.\n"
     );
     let _ = writeln!(out, "## Latest run\n");

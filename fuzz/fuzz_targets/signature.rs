@@ -1,4 +1,4 @@
-//! The client request signature verifier (SPEC section 2) on arbitrary headers and
+//! The client request signature verifier on arbitrary headers and
 //! content: it never panics, and whatever it is given, a signature made with the secret
 //! verifies and one made with another secret does not.
 #![no_main]

@@ -36,7 +36,7 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// Longest error text kept in an entry's details (the rest is cut, marked with `…`).
 const MAX_ERROR_CHARS: usize = 500;
 
-/// What happened. The names are the `event` strings of SPEC section 7.
+/// What happened. The names are the documented `event` strings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {

@@ -1,4 +1,4 @@
-//! The audit trail (SPEC section 7): every event appended to one hash-chained stream,
+//! The audit trail: every event appended to one hash-chained stream,
 //! readable through `GET /v1/audit`, exported and checked by `greenlight audit`.
 //!
 //! Each entry carries the SHA-256 of the entry before it (`prev`) and of itself (`hash`,

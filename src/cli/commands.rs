@@ -118,7 +118,7 @@ fn finish(action: &Action, json: bool) -> ExitCode {
 }
 
 /// [`finish`] for an action read from the server: exit 0 means approved, so an approval
-/// counts only when its grant verifies (SPEC section 7); otherwise it is an error.
+/// counts only when its grant verifies; otherwise it is an error.
 async fn finish_checked(client: &Client, action: &Action, json: bool) -> ExitCode {
     if action.status == Status::Approved
         && let Err(e) = client.verify_grant(action).await

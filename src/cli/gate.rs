@@ -1,6 +1,6 @@
 //! `greenlight gate ... -- CMD ARGS...`: ask, wait, and run the command only once
 //! approved, with the grant in its environment. For pipelines and scripts, so every
-//! outcome is an exit code (SPEC section 8) and Ctrl-C while waiting withdraws the request.
+//! outcome is an exit code and Ctrl-C while waiting withdraws the request.
 
 use super::commands::{describe, exit_code, fail};
 use super::progress::Progress;

@@ -1,4 +1,4 @@
-//! The `greenlight` command line (SPEC section 8): the server, and a client for scripts
+//! The `greenlight` command line: the server, and a client for scripts
 //! and people, whose exit codes tell the outcome.
 
 mod commands;
@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// Exit codes of SPEC section 8.
+/// The documented exit codes.
 pub mod exit {
     pub const APPROVED: u8 = 0;
     pub const ERROR: u8 = 1;

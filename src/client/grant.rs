@@ -1,4 +1,4 @@
-//! The caller's side of SPEC section 7: a decision is an approval only when its grant
+//! The caller's side of grants: a decision is an approval only when its grant
 //! verifies, offline, against the server's JWKS. Anyone who can reach Redis can publish
 //! an "approved" action object on a decision channel; nobody but Greenlight can sign it.
 

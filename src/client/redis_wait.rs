@@ -1,4 +1,4 @@
-//! Waiting on Redis pub/sub (SPEC section 4): one pub/sub connection per [`Client`](super::Client),
+//! Waiting on Redis pub/sub: one pub/sub connection per [`Client`](super::Client),
 //! shared by all its waits, each of which subscribes to `{prefix}:decision:{id}` and then
 //! reads the action over HTTP, so a decision published in between is not missed.
 //!

@@ -1,5 +1,5 @@
 //! Waiting for a decision: by long-poll, or on Redis (subscribe, then read), and in both
-//! cases taking a decision as an approval only when its grant verifies (SPEC section 7).
+//! cases taking a decision as an approval only when its grant verifies.
 
 use super::redis_wait::RedisWaits;
 use super::{Client, ClientError, is_transient};

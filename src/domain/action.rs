@@ -1,4 +1,4 @@
-//! The action object of SPEC section 3 and its one-way status transition.
+//! The action object of the HTTP API and its one-way status transition.
 
 use super::Binding;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -398,7 +398,7 @@ impl Action {
     }
 }
 
-/// RFC 3339 UTC with second precision and a `Z`, as the SPEC shows.
+/// RFC 3339 UTC with second precision and a `Z`, as the API documents.
 pub mod rfc3339 {
     use super::*;
 

@@ -35,7 +35,7 @@ pub struct ActionRequest {
     pub binding: Option<Binding>,
 }
 
-/// A request that passed every rule of SPEC section 3 that does not depend on the policy.
+/// A request that passed every rule of the HTTP API that does not depend on the policy.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ValidRequest {
     pub action: String,

@@ -1,4 +1,4 @@
-//! Grants (SPEC section 7): the signed token every approval carries, so that a service
+//! Grants: the signed token every approval carries, so that a service
 //! can check offline, against the published JWKS, that an action really was approved.
 //!
 //! `keys` holds the Ed25519 keys and turns an approved action into a JWT and back;

@@ -1,4 +1,4 @@
-//! The one HTTP error type: `{"error": {"code", "message"}}` with the SPEC's statuses.
+//! The one HTTP error type: `{"error": {"code", "message"}}` with the documented statuses.
 
 use crate::service::ServiceError;
 use crate::store::StoreError;

@@ -100,7 +100,7 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
-/// The SPEC's error codes (and `internal`, a 500 whose message says nothing).
+/// The API's error codes (and `internal`, a 500 whose message says nothing).
 #[derive(Deserialize, ToSchema, Debug, PartialEq)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {

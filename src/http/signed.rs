@@ -1,4 +1,4 @@
-//! The extractor that authenticates clients (SPEC section 2): it reads the raw body
+//! The extractor that authenticates clients: it reads the raw body
 //! (at most 64 KiB), verifies the Standard Webhooks signature on those exact bytes before
 //! anything parses them, and rejects replays: a `webhook-id` is good for one request,
 //! on one endpoint (see [`crate::service::SignedUse`]).

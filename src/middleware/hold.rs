@@ -219,7 +219,7 @@ impl Verdict {
     }
 }
 
-/// The SPEC's error body for a request refused before anything was asked.
+/// The documented error body for a request refused before anything was asked.
 pub(super) fn rejection(status: StatusCode, message: &str) -> Response {
     let code = match status.as_u16() {
         400 => "invalid_request",
@@ -231,7 +231,7 @@ pub(super) fn rejection(status: StatusCode, message: &str) -> Response {
     refusal(status, code, message, None)
 }
 
-/// `{"error": {...}, "action": {...}}`: the SPEC's error body, with the action's outcome.
+/// `{"error": {...}, "action": {...}}`: the API's error body, with the action's outcome.
 fn refusal(status: StatusCode, code: &str, message: &str, action: Option<&Action>) -> Response {
     let mut body = json!({ "error": { "code": code, "message": message } });
     if let Some(a) = action {

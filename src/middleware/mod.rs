@@ -58,7 +58,7 @@ pub mod headers {
 }
 
 /// Describes a matching request as an action request, or refuses it with a status and a
-/// message (e.g. `401` when the caller cannot be identified), answered as the SPEC's
+/// message (e.g. `401` when the caller cannot be identified), answered as the API's
 /// JSON error body.
 pub type Extractor = dyn Fn(&Parts) -> Result<ActionRequest, Rejection> + Send + Sync;
 

@@ -1,4 +1,4 @@
-//! Escalation notifications (SPEC section 7): PagerDuty Events API v2 and signed generic
+//! Escalation notifications: PagerDuty Events API v2 and signed generic
 //! webhooks. Both go through `deliver`, so they agree on what is retried: 429 (honouring
 //! `Retry-After`), 5xx and network errors, with capped exponential backoff and jitter. Any
 //! other non-2xx answer is final.

@@ -1,4 +1,4 @@
-//! The policy file (SPEC section 6): parsing with line-accurate errors, and rule evaluation.
+//! The policy file: parsing with line-accurate errors, and rule evaluation.
 //!
 //! `Policy::parse`/`load` validate everything up front so the rest of the service never
 //! re-checks raw strings; `evaluate` is pure and cheap enough to run on every intake request.

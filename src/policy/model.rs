@@ -8,7 +8,7 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use wildmatch::WildMatch;
 
-/// A parsed and validated policy file (SPEC section 6).
+/// A parsed and validated policy file.
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub defaults: Defaults,

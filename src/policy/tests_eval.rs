@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use super::tests_parse::SPEC_EXAMPLE;
+use super::tests_parse::REFERENCE_EXAMPLE;
 use super::*;
 
 fn ctx(v: Value) -> Map<String, Value> {
@@ -260,7 +260,7 @@ fn no_match_uses_on_no_match_and_never_approves() {
 
 #[test]
 fn spec_example_rule_matches_only_its_requests() {
-    let p = Policy::parse(SPEC_EXAMPLE).unwrap();
+    let p = Policy::parse(REFERENCE_EXAMPLE).unwrap();
     let prod = ctx(json!({"env": "prod", "rows": 1200}));
     let e = p.evaluate(&input(
         "db.drop_table",
@@ -284,7 +284,7 @@ fn at(s: &str) -> DateTime<Utc> {
 
 #[test]
 fn spec_oncall_is_dave_then_erin() {
-    let p = Policy::parse(SPEC_EXAMPLE).unwrap();
+    let p = Policy::parse(REFERENCE_EXAMPLE).unwrap();
     let o = p.oncall("dba").unwrap();
     assert_eq!(o.on_call_at(at("2026-01-07T12:00:00Z")), "U0DAVE");
     assert_eq!(o.on_call_at(at("2026-01-12T09:00:00Z")), "U0ERIN");
@@ -332,7 +332,7 @@ fn explain_names_the_matched_rule_and_why_earlier_rules_failed() {
 
 #[test]
 fn explain_without_a_match_shows_the_default_and_every_failure() {
-    let p = Policy::parse(SPEC_EXAMPLE).unwrap();
+    let p = Policy::parse(REFERENCE_EXAMPLE).unwrap();
     let c = ctx(json!({"env": "staging"}));
     let text = p
         .explain(&input(

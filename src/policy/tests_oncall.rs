@@ -12,7 +12,7 @@ fn at(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
 }
 
-/// The SPEC's `dba` rotation.
+/// The `dba` rotation of the reference example.
 fn dba() -> Oncall {
     Oncall {
         name: "dba".into(),

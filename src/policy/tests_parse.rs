@@ -1,11 +1,11 @@
-//! Parsing and validation: the SPEC example loads, and every mistake names its line and field.
+//! Parsing and validation: the reference example loads, and every mistake names its line and field.
 
 use std::time::Duration;
 
 use super::*;
 
-/// SPEC section 6, verbatim.
-pub(super) const SPEC_EXAMPLE: &str = r##"[defaults]
+/// The policy reference example, verbatim.
+pub(super) const REFERENCE_EXAMPLE: &str = r##"[defaults]
 channel = "#approvals"
 ttl = "15m"
 grant_ttl = "15m"
@@ -57,7 +57,7 @@ fn fails(src: &str) -> (Option<usize>, String) {
 
 #[test]
 fn spec_example_parses_with_every_field() {
-    let p = Policy::parse(SPEC_EXAMPLE).unwrap();
+    let p = Policy::parse(REFERENCE_EXAMPLE).unwrap();
     assert_eq!(
         p.defaults,
         Defaults {
@@ -185,7 +185,7 @@ fn type_errors_quote_the_offending_line() {
 fn load_errors_name_the_file_line_and_field() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("policy.toml");
-    let src = SPEC_EXAMPLE.replace("min_approvals = 2", "min_approvals = 0");
+    let src = REFERENCE_EXAMPLE.replace("min_approvals = 2", "min_approvals = 0");
     std::fs::write(&path, src).unwrap();
     let msg = Policy::load(&path).unwrap_err().to_string();
     assert_eq!(

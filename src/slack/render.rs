@@ -26,7 +26,7 @@ const CONFIRM_TEXT_MAX: usize = 300;
 const CONTEXT_MAX: usize = 500;
 /// Resource length in one-line summaries (notification text, slash commands, DMs).
 const SUMMARY_RESOURCE_MAX: usize = 200;
-/// The longest deny reason the modal accepts (the SPEC's limit on request reasons).
+/// The longest deny reason the modal accepts (the limit on request reasons).
 const DENY_REASON_MAX: usize = 2000;
 
 /// A message for `chat.postMessage` / `chat.update`.

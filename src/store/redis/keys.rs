@@ -95,7 +95,7 @@ impl Keys {
         format!("{}:{ns}:{key}", self.prefix)
     }
 
-    /// The SPEC's channel, `{p}:decision:{id}`, the one callers subscribe to.
+    /// The public decision channel, `{p}:decision:{id}`, the one callers subscribe to.
     pub fn channel(&self, id: &ActionId) -> String {
         format!("{}:decision:{id}", self.prefix)
     }
@@ -111,7 +111,7 @@ impl Keys {
         format!("{}decisions", self.base(shard))
     }
 
-    /// Where a decision's script publishes: the SPEC's channel on a single server, the
+    /// Where a decision's script publishes: the public decision channel on a single server, the
     /// shard channel on Cluster (a script may only publish within its slot).
     pub fn script_channel(&self, id: &ActionId) -> String {
         if self.cluster {
@@ -187,7 +187,7 @@ mod tests {
             }
         }
         assert_eq!(hash_tag(&keys.audit()), hash_tag(&keys.audit_head()));
-        // The channel callers subscribe to keeps the SPEC's name.
+        // The channel callers subscribe to keeps its documented name.
         let id = ActionId::generate();
         assert_eq!(keys.channel(&id), format!("greenlight:decision:{id}"));
     }

@@ -4,13 +4,13 @@
 //! the key layout is in keys.rs and docs/redis.md.
 //!
 //! How a decision is announced depends on the deployment ([`Announce`]). On a single server
-//! the decision's script publishes the action on its SPEC channel itself, so deciding and
+//! the decision's script publishes the action on its public channel itself, so deciding and
 //! announcing are one atomic step. Under Sentinel a decision is announced only once a
 //! replica holds it (`WAIT`), so a failover cannot take back a decision someone was told
 //! of. On Cluster a script may only publish within its own slot: it publishes (`SPUBLISH`)
 //! on its shard's channel, which every Greenlight process hears. In both latter cases the
 //! script also schedules a `publish:` outbox timer and the deciding process then publishes
-//! on the SPEC channel and clears it; if it dies in between, whichever replica claims the
+//! on the public decision channel and clears it; if it dies in between, whichever replica claims the
 //! timer publishes instead.
 
 mod connection;
@@ -43,7 +43,7 @@ const CLAIM: &str = include_str!("../scripts/claim.lua");
 const FINISH_IF_CURRENT: &str = include_str!("../scripts/finish_if_current.lua");
 const SET_SLACK: &str = include_str!("../scripts/set_slack.lua");
 
-/// The outbox timer of a Cluster decision's SPEC-channel publication (store-internal).
+/// The outbox timer of a Cluster decision's public-channel publication (store-internal).
 const PUBLISH_TIMER: &str = "publish:";
 /// How long the deciding process has to publish before another replica does it.
 const PUBLISH_GRACE: Duration = Duration::from_secs(10);
@@ -60,11 +60,11 @@ pub struct RedisStoreConfig {
 /// Where and when a decision is published (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Announce {
-    /// `PUBLISH` on the SPEC channel from the decision's script.
+    /// `PUBLISH` on the public decision channel from the decision's script.
     InScript,
-    /// `PUBLISH` on the SPEC channel after a replica acknowledged the decision.
+    /// `PUBLISH` on the public decision channel after a replica acknowledged the decision.
     AfterReplication,
-    /// `SPUBLISH` on the shard channel from the script, then on the SPEC channel.
+    /// `SPUBLISH` on the shard channel from the script, then on the public decision channel.
     ShardThenChannel,
 }
 
@@ -154,7 +154,7 @@ impl RedisStore {
         })
     }
 
-    /// After a decision's script (and its replication): publish on the SPEC channel, then
+    /// After a decision's script (and its replication): publish on the public decision channel, then
     /// clear the outbox timer. A failure leaves the timer for a replica to finish.
     async fn publish_decided(&self, id: &ActionId, json: &str) {
         if self.announce == Announce::InScript {

@@ -2,7 +2,7 @@
 //! hands each to the local waiters, and after every (re)connect re-reads the state of every
 //! action someone here waits on, so nothing published while it was away is lost.
 //!
-//! On a single server (and Sentinel's master) it pattern-subscribes to the SPEC's channels,
+//! On a single server (and Sentinel's master) it pattern-subscribes to the public decision channels,
 //! `{p}:decision:*`. Cluster has no sharded pattern subscription, so there it subscribes
 //! (`SSUBSCRIBE`) to the fixed set of shard channels the decision scripts publish to.
 
