@@ -249,7 +249,7 @@ async fn path_tricks_are_held_and_what_runs_is_what_was_matched(backend: Backend
         "/accounts/%34%32",
     ] {
         // reqwest would normalise dot segments itself: send the target as written.
-        let held = tokio::spawn(raw_delete(svc.base.clone(), trick.to_owned()));
+        let held = tokio::spawn(alice_deletes(svc.base.clone(), trick.to_owned()));
         let id = pending_action(&app).await;
         assert_eq!(svc.reached.load(Ordering::SeqCst), 0, "{trick} forwarded");
         let stored = app.get("app", &id).await.body;
@@ -264,7 +264,7 @@ async fn path_tricks_are_held_and_what_runs_is_what_was_matched(backend: Backend
         "/x/%252e%252e/accounts/42",
         "/a;b/../accounts/42",
     ] {
-        let (status, body) = raw_delete(svc.base.clone(), refused.to_owned()).await;
+        let (status, body) = alice_deletes(svc.base.clone(), refused.to_owned()).await;
         assert_eq!(status, 400, "{refused}: {body}");
         assert!(body.contains("invalid_request"), "{body}");
     }
@@ -280,19 +280,10 @@ async fn path_tricks_are_held_and_what_runs_is_what_was_matched(backend: Backend
     assert!(app.service.pending(10).await.unwrap().is_empty());
 }
 
-/// One HTTP/1.1 DELETE with the target exactly as given; the status and body.
-async fn raw_delete(base: String, target: String) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = base.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "DELETE {target} HTTP/1.1\r\nhost: {addr}\r\nx-user: alice\r\nx-user-email: alice@example.com\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.unwrap();
-    let status = answer[9..12].parse().unwrap();
-    (status, answer)
+/// Alice's DELETE with the target exactly as given (reqwest would normalise it).
+async fn alice_deletes(base: String, target: String) -> (u16, String) {
+    let alice = "x-user: alice\r\nx-user-email: alice@example.com\r\n";
+    common::raw_http(&base, "DELETE", &target, alice, "").await
 }
 
 /// An approval is bound to the request it was asked for: the same route with another

@@ -605,22 +605,6 @@ async fn proxy_process(app: &TestApp, routes: &str) -> ProxyProcess {
     panic!("greenlight proxy did not start");
 }
 
-/// One HTTP/1.1 request with the target exactly as written (HTTP clients would normalise
-/// it first): the status and the whole answer.
-async fn raw(base: &str, method: &str, target: &str, headers: &str, body: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = base.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "{method} {target} HTTP/1.1\r\nhost: {addr}\r\n{headers}connection: close\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.unwrap();
-    (answer[9..12].parse().unwrap(), answer)
-}
-
 const ALICE: &str = "x-user: alice\r\nx-user-email: alice@example.com\r\n";
 
 /// Every way of writing `/accounts/42` that an upstream reads as it is held like it, and
@@ -645,7 +629,10 @@ async fn the_proxy_matches_the_path_it_forwards(backend: Backend) {
     {
         let base = proxy.base.clone();
         let target = trick.to_owned();
-        let held = tokio::spawn(async move { raw(&base, "DELETE", &target, ALICE, "").await });
+        let held =
+            tokio::spawn(
+                async move { common::raw_http(&base, "DELETE", &target, ALICE, "").await },
+            );
         let action = pending_action(&app).await;
         assert_eq!(action["resource"], "accounts/42", "{trick}");
         assert_eq!(
@@ -671,11 +658,11 @@ async fn the_proxy_matches_the_path_it_forwards(backend: Backend) {
         "/x/%252e%252e/accounts/42",
         "/accounts/%ff",
     ] {
-        let (status, answer) = raw(&proxy.base, "DELETE", refused, ALICE, "").await;
+        let (status, answer) = common::raw_http(&proxy.base, "DELETE", refused, ALICE, "").await;
         assert_eq!(status, 400, "{refused}: {answer}");
     }
     assert_eq!(
-        raw(&proxy.base, "delete", "/accounts/42", ALICE, "")
+        common::raw_http(&proxy.base, "delete", "/accounts/42", ALICE, "")
             .await
             .0,
         400
@@ -685,8 +672,9 @@ async fn the_proxy_matches_the_path_it_forwards(backend: Backend) {
 
     // HEAD is held by the GET route.
     let base = proxy.base.clone();
-    let held =
-        tokio::spawn(async move { raw(&base, "HEAD", "/accounts/7/export", ALICE, "").await });
+    let held = tokio::spawn(async move {
+        common::raw_http(&base, "HEAD", "/accounts/7/export", ALICE, "").await
+    });
     let action = pending_action(&app).await;
     assert_eq!(action["action"], "accounts.export");
     assert_eq!(
@@ -755,7 +743,7 @@ async fn one_approval_releases_exactly_the_approved_request_once(backend: Backen
 async fn an_unverifiable_requester_is_refused(backend: Backend) {
     let app = spawn_app(backend).await;
     let proxy = proxy_process(&app, ROUTES).await;
-    let (status, answer) = raw(
+    let (status, answer) = common::raw_http(
         &proxy.base,
         "DELETE",
         "/accounts/1",

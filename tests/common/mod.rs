@@ -610,3 +610,25 @@ impl Drop for ChannelRecorder {
         self.task.abort();
     }
 }
+
+/// One HTTP/1.1 request with the target exactly as written (HTTP clients would normalise
+/// it first): the status and the whole answer.
+pub async fn raw_http(
+    base: &str,
+    method: &str,
+    target: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "{method} {target} HTTP/1.1\r\nhost: {addr}\r\n{headers}connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    (answer[9..12].parse().unwrap(), answer)
+}
