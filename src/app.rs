@@ -52,13 +52,15 @@ pub fn load(settings: &Settings) -> anyhow::Result<Loaded> {
     let mut clients = HashMap::new();
     for spec in &policy.clients {
         let Some(raw) = settings.secret(&spec.secret_env) else {
+            // A server whose only client cannot sign would answer every call
+            // "unknown client": say what is missing now instead.
             if builtin {
-                tracing::warn!(
-                    client = %spec.id,
-                    "{} is not set: client `{}` cannot sign requests until it is",
-                    spec.secret_env, spec.id
+                bail!(
+                    "{} is not set: the built-in policy (GREENLIGHT_POLICY is unset) has one client, `{}`, whose secret it is (e.g. {}=whsec_$(head -c 32 /dev/urandom | base64))",
+                    spec.secret_env,
+                    spec.id,
+                    spec.secret_env
                 );
-                continue;
             }
             bail!(
                 "client `{}`: environment variable {} (its secret) is not set",

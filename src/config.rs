@@ -10,7 +10,7 @@ use std::time::Duration;
 #[derive(Clone, Debug, clap::Args)]
 pub struct Settings {
     /// Address to listen on.
-    #[arg(long, env = "GREENLIGHT_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "GREENLIGHT_LISTEN", default_value = "127.0.0.1:8080", value_parser = listen_addr)]
     pub listen: SocketAddr,
     /// Public base URL of this service (grant issuer, links).
     #[arg(long, env = "GREENLIGHT_PUBLIC_URL")]
@@ -124,4 +124,16 @@ impl Settings {
             .or_else(|| std::env::var(env_name).ok())
             .filter(|s| !s.trim().is_empty())
     }
+}
+
+/// `HOST:PORT` for `GREENLIGHT_LISTEN`: an address, or a name such as `localhost:8080`
+/// resolved once at start.
+fn listen_addr(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    s.to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| {
+            "GREENLIGHT_LISTEN: expected HOST:PORT, e.g. 127.0.0.1:8080 or 0.0.0.0:8080".to_owned()
+        })
 }

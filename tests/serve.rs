@@ -185,6 +185,12 @@ async fn bad_configuration_fails_at_start_with_a_clear_message() {
     let err = start_fails(&[("GREENLIGHT_POLICY", file.to_str().unwrap())]).await;
     assert!(err.contains("TEST_APP_SECRET"), "{err}");
 
+    // The built-in policy's one client needs its secret too: without it the server
+    // could only answer "unknown client".
+    let err = start_fails(&[]).await;
+    assert!(err.contains("GREENLIGHT_CLIENT_SECRET"), "{err}");
+    assert!(err.contains("built-in policy"), "{err}");
+
     let err = start_fails(&[
         ("GREENLIGHT_POLICY", file.to_str().unwrap()),
         ("TEST_APP_SECRET", "not-a-secret-value"),
@@ -198,4 +204,46 @@ async fn bad_configuration_fails_at_start_with_a_clear_message() {
         !err.contains("not-a-secret-value"),
         "secrets never appear: {err}"
     );
+}
+
+/// `GREENLIGHT_LISTEN` takes a host name too; a value that is no address names the
+/// variable, not a flag the user never passed.
+#[tokio::test]
+async fn listen_takes_a_host_name_and_names_the_variable_when_wrong() {
+    let (_, text) = Secret::generate();
+    let port = free_port();
+    let listen = format!("localhost:{port}");
+    let mut child = serve(&[
+        ("GREENLIGHT_CLIENT_SECRET", &text),
+        ("GREENLIGHT_LISTEN", &listen),
+    ])
+    .spawn()
+    .unwrap();
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..100 {
+        if http
+            .get(format!("http://{listen}/healthz"))
+            .send()
+            .await
+            .is_ok()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().await.unwrap();
+    assert!(up, "the server listens on {listen}");
+
+    let out = serve(&[
+        ("GREENLIGHT_CLIENT_SECRET", &text),
+        ("GREENLIGHT_LISTEN", "no-port-here"),
+    ])
+    .output()
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("GREENLIGHT_LISTEN: expected HOST:PORT"), "{err}");
 }

@@ -129,6 +129,13 @@ impl Client {
     /// `greenlight`).
     pub fn from_env() -> Result<Self, ClientError> {
         let url = std::env::var("GREENLIGHT_URL").unwrap_or_else(|_| DEFAULT_URL.into());
+        let scheme_ok = url::Url::parse(&url)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+        if !scheme_ok {
+            return Err(ClientError::Config(format!(
+                "GREENLIGHT_URL: expected http://HOST:PORT or https://HOST, got `{url}`"
+            )));
+        }
         let id = std::env::var("GREENLIGHT_CLIENT_ID").unwrap_or_else(|_| DEFAULT_CLIENT_ID.into());
         let raw = std::env::var("GREENLIGHT_CLIENT_SECRET")
             .map_err(|_| ClientError::Config("GREENLIGHT_CLIENT_SECRET is not set".into()))?;

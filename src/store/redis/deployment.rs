@@ -61,9 +61,15 @@ impl Deployment {
                      (redis+sentinel://[user:password@]host:port[,host:port]/MASTER[/DB])",
                 )?)
             }
-            (Some(url), None) => Some(Self::Single {
-                url: url.to_owned(),
-            }),
+            (Some(url), None) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                Some(Self::Single {
+                    url: url.to_owned(),
+                })
+            }
+            // The value is not echoed: it may hold a password.
+            (Some(_), None) => anyhow::bail!(
+                "REDIS_URL: expected redis://HOST:PORT, rediss://HOST:PORT (TLS) or redis+sentinel://HOST:PORT/MASTER"
+            ),
             (None, None) => None,
         })
     }
@@ -196,6 +202,19 @@ mod tests {
         assert_eq!((master.as_str(), db), ("main", 0));
         assert_eq!(creds.username.as_deref(), Some("app"));
         assert_eq!(creds.password.as_deref(), Some("p@ss"));
+    }
+
+    #[test]
+    fn a_url_without_a_redis_scheme_says_what_is_expected() {
+        for url in ["localhost:6379", "http://r:6379", "s3cret@host:6379"] {
+            let Err(e) = Deployment::from_settings(Some(url), None) else {
+                panic!("{url} accepted");
+            };
+            let e = e.to_string();
+            assert!(e.contains("REDIS_URL: expected redis://"), "{e}");
+            assert!(!e.contains("s3cret"), "{e}");
+        }
+        assert!(Deployment::from_settings(Some("rediss://h:6380"), None).is_ok());
     }
 
     #[test]
