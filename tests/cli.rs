@@ -464,7 +464,10 @@ async fn errors_exit_1_with_a_message(backend: Backend) {
     cmd.env("GREENLIGHT_URL", app.base.trim_start_matches("http://"));
     let r = run(cmd, &["status", &id]).await;
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stderr.contains("GREENLIGHT_URL: expected http://"), "{r:?}");
+    assert!(
+        r.stderr.contains("GREENLIGHT_URL: expected http://"),
+        "{r:?}"
+    );
 
     let mut cmd = greenlight(&app, "app");
     cmd.env("GREENLIGHT_CLIENT_SECRET", "hunter2");

@@ -245,5 +245,8 @@ async fn listen_takes_a_host_name_and_names_the_variable_when_wrong() {
     .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("GREENLIGHT_LISTEN: expected HOST:PORT"), "{err}");
+    assert!(
+        err.contains("GREENLIGHT_LISTEN: expected HOST:PORT"),
+        "{err}"
+    );
 }
