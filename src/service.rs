@@ -606,6 +606,22 @@ impl Service {
     }
 
     /// Pending actions, oldest first, at most `limit`.
+    /// The pending actions `client` may read (all of them for admins and auditors, its
+    /// own otherwise), at most `limit`.
+    pub async fn pending_for(&self, client: &Client, limit: usize) -> ServiceResult<Vec<Action>> {
+        // Pending actions carry no grant, so there is no token to hide.
+        let mut actions = self
+            .pending(if client.can_read_all() {
+                limit
+            } else {
+                usize::MAX
+            })
+            .await?;
+        actions.retain(|a| Self::authorize_read(client, a).is_ok());
+        actions.truncate(limit);
+        Ok(actions)
+    }
+
     pub async fn pending(&self, limit: usize) -> ServiceResult<Vec<Action>> {
         let mut actions = Vec::new();
         for id in self.store.pending_ids(limit).await? {

@@ -527,7 +527,72 @@ async fn errors_exit_1_with_a_message(backend: Backend) {
     assert!(r.stderr.contains("not_found"), "{r:?}");
 }
 
+/// Finding your way without Slack: `greenlight pending` lists the ids of the pending
+/// actions a client may read (all of them for an admin), and the API refuses to list
+/// anything but pending actions.
+async fn pending_lists_the_actions_a_client_may_read(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mine = [app.create_pending().await, app.create_pending().await];
+    let r = app
+        .send_as(
+            "other",
+            "POST",
+            "/v1/actions",
+            &common::request("deploy.prod", "svc/x"),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let theirs = r.body["id"].as_str().unwrap().to_owned();
+
+    let r = run(greenlight(&app, "app"), &["pending"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    for id in &mine {
+        assert!(r.stdout.contains(id.as_str()), "{r:?}");
+    }
+    assert!(
+        !r.stdout.contains(&theirs),
+        "another client's action is not listed: {r:?}"
+    );
+    assert!(r.stdout.lines().all(|l| l.contains(" pending ")), "{r:?}");
+
+    let r = run(greenlight(&app, "admin"), &["pending", "--json"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let ids: Vec<String> = r
+        .stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 3, "{r:?}");
+    assert!(ids.contains(&theirs) && mine.iter().all(|id| ids.contains(id)));
+
+    // Decided actions leave the list.
+    assert_eq!(app.decide(&mine[0], "approved").await.status, 200);
+    let r = run(greenlight(&app, "app"), &["pending"]).await;
+    assert!(
+        !r.stdout.contains(mine[0].as_str()) && r.stdout.contains(mine[1].as_str()),
+        "{r:?}"
+    );
+
+    for query in [
+        "",
+        "?status=approved",
+        "?status=pending&limit=0",
+        "?status=pending&x=1",
+    ] {
+        let r = app
+            .send_as("app", "GET", &format!("/v1/actions{query}"), &Value::Null)
+            .await;
+        assert_eq!(r.status, 400, "{query}: {}", r.body);
+    }
+}
+
 on_both_backends!(
+    pending_lists_the_actions_a_client_may_read,
     request_wait_exits_0_once_an_admin_approves,
     request_wait_exits_10_once_an_admin_denies,
     request_wait_exits_11_when_the_action_expires,

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 /// it. A new route goes here, and gets a `#[utoipa::path]` listed in `ApiDoc`.
 const V1_ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/actions"),
+    ("get", "/v1/actions"),
     ("get", "/v1/actions/{id}"),
     ("get", "/v1/actions/{id}/wait"),
     ("post", "/v1/actions/{id}/cancel"),

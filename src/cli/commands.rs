@@ -160,6 +160,32 @@ async fn wait_for(client: &Client, id: &ActionId, timeout: Duration, json: bool)
     }
 }
 
+pub async fn pending(limit: usize, json: bool) -> ExitCode {
+    let client = match Client::from_env() {
+        Ok(client) => client,
+        Err(e) => return fail(e),
+    };
+    match client.pending(limit).await {
+        Ok(actions) => {
+            for action in &actions {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string(action).expect("actions serialize")
+                    );
+                } else {
+                    println!("{}", describe(action));
+                }
+            }
+            if actions.is_empty() && !json {
+                eprintln!("no pending actions");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
 pub async fn status(id: &str, json: bool) -> ExitCode {
     let (client, id) = match client_and_id(id) {
         Ok(pair) => pair,

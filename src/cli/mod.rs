@@ -57,6 +57,17 @@ enum Command {
     Gate(GateArgs),
     /// Reverse proxy in front of an HTTP API: requests matching routes.toml wait for approval.
     Proxy(crate::proxy::cli::ProxyArgs),
+    /// List pending actions with their ids (all of them for an admin or auditor client,
+    /// the client's own otherwise). Reads GREENLIGHT_URL, GREENLIGHT_CLIENT_ID,
+    /// GREENLIGHT_CLIENT_SECRET.
+    Pending {
+        /// At most this many (1 to 1000).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        limit: u16,
+        /// Print the action objects as JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show an action.
     Status {
         id: String,
@@ -191,6 +202,9 @@ pub fn main() -> ExitCode {
             code
         }
         Command::Request(args) => runtime().block_on(commands::request(args)),
+        Command::Pending { limit, json } => {
+            runtime().block_on(commands::pending(usize::from(limit), json))
+        }
         Command::Status { id, json } => runtime().block_on(commands::status(&id, json)),
         Command::Wait { id, timeout, json } => {
             runtime().block_on(commands::wait(&id, timeout, json))

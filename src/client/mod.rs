@@ -243,6 +243,24 @@ impl Client {
             .await
     }
 
+    /// The pending actions this client may read (all of them with the admin or auditor
+    /// role), at most `limit` (1 to 1000).
+    pub async fn pending(&self, limit: usize) -> Result<Vec<Action>, ClientError> {
+        #[derive(Deserialize)]
+        struct List {
+            actions: Vec<Action>,
+        }
+        let list: List = self
+            .call(
+                Method::GET,
+                &format!("/v1/actions?status=pending&limit={limit}"),
+                None,
+                Self::CALL_TIMEOUT,
+            )
+            .await?;
+        Ok(list.actions)
+    }
+
     pub async fn get(&self, id: &ActionId) -> Result<Action, ClientError> {
         self.call(
             Method::GET,

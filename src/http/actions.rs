@@ -18,7 +18,7 @@ use std::time::Duration;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/actions", post(create))
+        .route("/v1/actions", post(create).get(list))
         .route("/v1/actions/{id}", get(show))
         .route("/v1/actions/{id}/wait", get(wait))
         .route("/v1/actions/{id}/cancel", post(cancel))
@@ -104,6 +104,55 @@ async fn show(
 ) -> Result<Json<Action>, ApiError> {
     let id = action_id(&id)?;
     Ok(Json(state.service.get(&signed.client, &id).await?))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    /// Which actions: only `pending` can be listed.
+    status: String,
+    /// At most this many (1 to 1000, default 100).
+    limit: Option<usize>,
+}
+
+/// The listed actions.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct ActionList {
+    actions: Vec<Action>,
+}
+
+/// Lists pending actions, with their ids: all of them for clients with the `admin` or
+/// `auditor` role, the client's own otherwise. Takes no body.
+#[utoipa::path(
+    get,
+    path = "/v1/actions",
+    tag = "actions",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The pending actions", body = ActionList),
+        SignedErrors,
+    )
+)]
+async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+    signed: SignedNoBody,
+) -> Result<Json<ActionList>, ApiError> {
+    let Query(query) = query.map_err(|_| {
+        ApiError::Invalid("status=pending is required; limit is a number from 1 to 1000".into())
+    })?;
+    if query.status != "pending" {
+        return Err(ApiError::Invalid(
+            "status: only `pending` actions can be listed".into(),
+        ));
+    }
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::Invalid("limit: from 1 to 1000".into()));
+    }
+    let actions = state.service.pending_for(&signed.client, limit).await?;
+    Ok(Json(ActionList { actions }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -37,6 +37,7 @@ any request but `POST /v1/actions`, whose repeats are idempotent.";
     ),
     paths(
         actions::create,
+        actions::list,
         actions::show,
         actions::wait,
         actions::cancel,
