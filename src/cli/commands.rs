@@ -146,11 +146,24 @@ pub async fn request(args: RequestArgs) -> ExitCode {
     if !args.json {
         print(&action, false);
         eprintln!(
-            "waiting for a decision (up to {})...",
-            humantime::format_duration(args.timeout)
+            "waiting for a decision on {} (up to {})...",
+            action.id,
+            humantime::format_duration(wait_bound(args.timeout, &action, chrono::Utc::now()))
         );
     }
     wait_for(&client, &action.id, args.timeout, args.json).await
+}
+
+/// How long a wait can last, as a person reads it: the timeout, or the time until the
+/// action expires when that comes first (in whole seconds, rounded up).
+pub(super) fn wait_bound(
+    timeout: Duration,
+    action: &Action,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Duration {
+    let left_ms = (action.expires_at - now).num_milliseconds().max(0);
+    let left = Duration::from_secs(u64::try_from(left_ms).unwrap_or(0).div_ceil(1000));
+    timeout.min(left)
 }
 
 async fn wait_for(client: &Client, id: &ActionId, timeout: Duration, json: bool) -> ExitCode {
@@ -229,5 +242,33 @@ pub async fn decide(args: DecideArgs) -> ExitCode {
     {
         Ok(action) => finish(&action, args.json),
         Err(e) => fail(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wait_lasts_until_the_timeout_or_the_expiry_whichever_is_first() {
+        let now = chrono::Utc::now();
+        let mut action: Action = serde_json::from_value(serde_json::json!({
+            "id": "act_01JD8Y3M6QW9T3V7K2X5N4B1C0", "status": "pending",
+            "action": "db.drop_table", "resource": "postgres://prod/users",
+            "requester": {"id": "u-123"}, "reason": null, "context": {}, "client": "app",
+            "policy": {"rule": "r", "min_approvals": 1, "approvers": []}, "votes": [],
+            "created_at": "2026-11-22T10:00:00Z", "expires_at": "2026-11-22T10:10:00Z",
+            "decision": null
+        }))
+        .unwrap();
+        action.expires_at = now + chrono::Duration::milliseconds(9_400);
+        let fifteen = Duration::from_secs(900);
+        assert_eq!(wait_bound(fifteen, &action, now), Duration::from_secs(10));
+        assert_eq!(
+            wait_bound(Duration::from_secs(5), &action, now),
+            Duration::from_secs(5)
+        );
+        action.expires_at = now - chrono::Duration::seconds(1);
+        assert_eq!(wait_bound(fifteen, &action, now), Duration::ZERO);
     }
 }

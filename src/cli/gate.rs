@@ -88,7 +88,11 @@ async fn wait(client: &Client, action: &Action, timeout: Duration) -> Result<Act
         action.id,
         action.action,
         action.resource,
-        humantime::format_duration(timeout)
+        humantime::format_duration(super::commands::wait_bound(
+            timeout,
+            action,
+            chrono::Utc::now()
+        ))
     );
     let deadline = Instant::now() + timeout;
     let mut current = action.clone();
