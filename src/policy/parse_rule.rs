@@ -24,6 +24,23 @@ fn is_https(url: &str) -> bool {
     url.scheme() == "https" || (url.scheme() == "http" && loopback)
 }
 
+/// The approver forms Greenlight can resolve: a Slack user id (`U…`, `W…`), a user group
+/// (`@handle` or its id `S…`) or an email. Anything else (`"bob"`) would never match a
+/// clicker, so the rule could never be approved.
+fn is_approver(a: &str) -> bool {
+    let slack_id = |prefixes: &[char]| {
+        a.len() >= 2
+            && a.starts_with(prefixes)
+            && a.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    };
+    let no_space = !a.contains(char::is_whitespace);
+    let handle = a.strip_prefix('@').is_some_and(|h| !h.is_empty() && !h.contains('@'));
+    let email = a
+        .split_once('@')
+        .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
+    no_space && (slack_id(&['U', 'W']) || slack_id(&['S']) || handle || email)
+}
+
 /// Slack user ids can be counted; groups (`@handle`, `S…`) and emails can't, until resolved.
 fn is_countable_user(approver: &str) -> bool {
     !(approver.starts_with('@') || approver.starts_with('S') || approver.contains('@'))
@@ -60,7 +77,18 @@ impl Cx<'_> {
         })?;
         let mut approvers = Vec::with_capacity(r.approvers.len());
         for a in &r.approvers {
-            approvers.push(self.non_empty(a, &what, "approvers")?);
+            let approver = self.non_empty(a, &what, "approvers")?;
+            if !is_approver(&approver) {
+                return Err(self.err(
+                    a.span(),
+                    &what,
+                    "approvers",
+                    format!(
+                        "{approver:?} is not a Slack user id (U…, W…), a user group (@handle or S…) or an email"
+                    ),
+                ));
+            }
+            approvers.push(approver);
         }
         let min_approvals = match &r.min_approvals {
             None => 1,

@@ -272,6 +272,17 @@ fn each_semantic_check_reports_line_and_field() {
 }
 
 #[test]
+fn approvers_of_no_known_form_are_named() {
+    for bad in ["bob", "u0bob", "U0 BOB", "carol@", "@", "dba team"] {
+        let (line, msg) = fails(&format!(
+            "[[rule]]\nname = \"r\"\ndecision = \"require\"\napprovers = [\"U0BOB\", {bad:?}]\n"
+        ));
+        assert_eq!(line, Some(4), "{bad}: {msg}");
+        assert!(msg.contains("approvers") && msg.contains(&format!("{bad:?}")), "{msg}");
+    }
+}
+
+#[test]
 fn groups_and_emails_skip_the_approver_count_check() {
     for approvers in [
         r#"["@dba-team"]"#,
