@@ -31,10 +31,13 @@ fn is_approver(a: &str) -> bool {
     let slack_id = |prefixes: &[char]| {
         a.len() >= 2
             && a.starts_with(prefixes)
-            && a.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            && a.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
     };
     let no_space = !a.contains(char::is_whitespace);
-    let handle = a.strip_prefix('@').is_some_and(|h| !h.is_empty() && !h.contains('@'));
+    let handle = a
+        .strip_prefix('@')
+        .is_some_and(|h| !h.is_empty() && !h.contains('@'));
     let email = a
         .split_once('@')
         .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));

@@ -278,7 +278,10 @@ fn approvers_of_no_known_form_are_named() {
             "[[rule]]\nname = \"r\"\ndecision = \"require\"\napprovers = [\"U0BOB\", {bad:?}]\n"
         ));
         assert_eq!(line, Some(4), "{bad}: {msg}");
-        assert!(msg.contains("approvers") && msg.contains(&format!("{bad:?}")), "{msg}");
+        assert!(
+            msg.contains("approvers") && msg.contains(&format!("{bad:?}")),
+            "{msg}"
+        );
     }
 }
 
