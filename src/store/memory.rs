@@ -97,20 +97,6 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn set_once(&self, ns: &str, key: &str, ttl: Duration) -> StoreResult<bool> {
-        let now = Instant::now();
-        let mut inner = self.lock();
-        inner.sweep(now);
-        let key = (ns.to_owned(), key.to_owned());
-        match inner.flags.get(&key) {
-            Some((exp, _)) if *exp > now => Ok(false),
-            _ => {
-                inner.flags.insert(key, (now + ttl, String::new()));
-                Ok(true)
-            }
-        }
-    }
-
     async fn claim(
         &self,
         ns: &str,

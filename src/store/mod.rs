@@ -199,8 +199,13 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
 
     /// Sets `key` in namespace `ns` for `ttl` unless it is set: `true` if this call set
-    /// it, atomically across replicas (replay guards, single-use grants).
-    async fn set_once(&self, ns: &str, key: &str, ttl: Duration) -> StoreResult<bool>;
+    /// it, atomically across replicas (replay guards, single-use grants). A [`claim`]
+    /// with an empty value: one mechanism for every write-once key.
+    ///
+    /// [`claim`]: Store::claim
+    async fn set_once(&self, ns: &str, key: &str, ttl: Duration) -> StoreResult<bool> {
+        Ok(self.claim(ns, key, "", ttl).await?.is_none())
+    }
 
     /// Sets `key` in namespace `ns` to `value` for `ttl` unless it is set, atomically across
     /// replicas: `None` if this call set it, else the value that stands (which never

@@ -309,39 +309,6 @@ impl Store for RedisStore {
         }
     }
 
-    async fn set_once(&self, ns: &str, key: &str, ttl: Duration) -> StoreResult<bool> {
-        let key = self.keys.flag(ns, key);
-        // A token of this call, so that after an unconfirmed write (a failover) it can tell
-        // whether the flag that stands is its own.
-        let token = ulid::Ulid::new().to_string();
-        for _ in 0..WRITE_ATTEMPTS {
-            let mut conn = self.conn.clone();
-            let set: Option<String> = cmd("SET")
-                .arg(&key)
-                .arg(&token)
-                .arg("NX")
-                .arg("PX")
-                .arg(ttl.as_millis().max(1) as u64)
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-            if set.is_none() {
-                return Ok(false);
-            }
-            if conn.replicated().await.is_ok() {
-                return Ok(true);
-            }
-            match self
-                .what_stands::<Option<String>>(cmd("GET").arg(&key))
-                .await?
-            {
-                Some(stored) => return Ok(stored == token),
-                None => continue, // taken back by a failover: try again
-            }
-        }
-        Err(StoreError::Unavailable("Redis kept failing over".into()))
-    }
-
     async fn claim(
         &self,
         ns: &str,
@@ -351,8 +318,8 @@ impl Store for RedisStore {
     ) -> StoreResult<Option<String>> {
         let key = self.keys.flag(ns, key);
         // Stored as `{token} {value}`: the token of this call tells, after an unconfirmed
-        // write (a failover), whether the value that stands is its own. `set_once` flags
-        // are a bare token, which reads as an empty value.
+        // write (a failover), whether the value that stands is its own. Flags written
+        // before `set_once` became a claim are a bare token, which reads as an empty value.
         let token = ulid::Ulid::new().to_string();
         let stored = format!("{token} {value}");
         let value_of = |s: String| {
