@@ -16,3 +16,8 @@ pub mod signing;
 pub use claims::Claims;
 pub use client::{Client, ClientError};
 pub use error::{ErrorBody, ErrorCode};
+
+/// The README's examples, compiled as doctests so that they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
