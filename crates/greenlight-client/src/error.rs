@@ -32,14 +32,15 @@ pub enum ErrorCode {
     RateLimited,
     /// 429: the client already has its `max_pending` actions pending.
     TooManyPending,
-    /// 503: the store (for a gate: Greenlight; for the proxy: the upstream) cannot be
-    /// reached; nothing was changed or approved.
+    /// 503: the server's store cannot be reached; nothing was changed or approved. From
+    /// a gate, Greenlight cannot be reached or too many requests are held (503); from
+    /// `greenlight proxy`, the upstream cannot be reached or did not answer (502, 504).
     Unavailable,
     /// 500: logged by the server with its cause, answered with nothing of it.
     Internal,
     /// 504 from a gate: no decision in time; the action stays pending.
     Pending,
-    /// From a gate, an extractor's refusal with a status no other code covers.
+    /// From a gate, an extractor's refusal with a status other than 400, 401, 403 or 413.
     Error,
     /// Set by the client: a success status whose body is not what was expected.
     BadResponse,
@@ -90,27 +91,18 @@ impl ErrorCode {
 
     /// The code of `s`; [`ErrorCode::Other`] when this version does not know it.
     pub fn parse(s: &str) -> Self {
-        const KNOWN: [ErrorCode; 16] = [
-            ErrorCode::InvalidRequest,
-            ErrorCode::Unauthorized,
-            ErrorCode::Forbidden,
-            ErrorCode::NotFound,
-            ErrorCode::Conflict,
-            ErrorCode::PayloadTooLarge,
-            ErrorCode::UnsupportedMediaType,
-            ErrorCode::RequesterUnverifiable,
-            ErrorCode::RateLimited,
-            ErrorCode::TooManyPending,
-            ErrorCode::Unavailable,
-            ErrorCode::Internal,
+        // The codes only a gate or the client itself sets.
+        const OTHERS: [ErrorCode; 4] = [
             ErrorCode::Pending,
             ErrorCode::Error,
             ErrorCode::BadResponse,
             ErrorCode::HttpError,
         ];
-        KNOWN
-            .into_iter()
+        ErrorCode::API
+            .iter()
+            .chain(&OTHERS)
             .find(|c| c.as_str() == s)
+            .cloned()
             .unwrap_or_else(|| ErrorCode::Other(s.to_owned()))
     }
 }
