@@ -8,7 +8,6 @@ use crate::signing::{HEADER_CLIENT, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAM
 use axum::Router;
 use axum::http::header;
 use axum::routing::get;
-use serde::Deserialize;
 use std::sync::LazyLock;
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
@@ -81,56 +80,9 @@ pub fn router() -> Router<AppState> {
     )
 }
 
-// The error types below only describe bodies that `error.rs` builds (a unit test below
-// checks they agree), and are read only in tests: hence `allow(dead_code)`.
-
-/// The body of every error answer.
-#[allow(dead_code)]
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[allow(dead_code)]
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ErrorDetail {
-    pub code: ErrorCode,
-    /// For people; may change between versions.
-    pub message: String,
-}
-
-/// The API's error codes (and `internal`, a 500 whose message says nothing).
-#[derive(Deserialize, ToSchema, Debug, PartialEq)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// 400
-    InvalidRequest,
-    /// 401
-    Unauthorized,
-    /// 403
-    Forbidden,
-    /// 404
-    NotFound,
-    /// 409
-    Conflict,
-    /// 413: bodies over 64 KiB
-    PayloadTooLarge,
-    /// 415: a non-empty body that is not JSON
-    UnsupportedMediaType,
-    /// 422: the rule forbids self-approval and the requester has neither `email` nor
-    /// `slack_user_id`
-    RequesterUnverifiable,
-    /// 429
-    RateLimited,
-    /// 429: the client already has its `max_pending` actions pending
-    TooManyPending,
-    /// 503: the store cannot be reached; nothing was changed or approved
-    Unavailable,
-    /// 500
-    Internal,
-}
+// The error body and codes are the client crate's, which every part of Greenlight answers
+// with; the document declares the codes of `ErrorCode::API`.
+pub use crate::error::{ErrorBody, ErrorCode};
 
 /// The errors any signed `/v1` request may get, whatever the route.
 #[allow(dead_code)]
@@ -312,6 +264,7 @@ mod tests {
                 _ => ErrorCode::Internal,
             };
             assert_eq!(body.error.code, expected, "{status}");
+            assert!(ErrorCode::API.contains(&body.error.code), "{status}");
         }
     }
 

@@ -76,6 +76,17 @@ impl ClientSpec {
     }
 }
 
+/// A request's `callback_url` is checked against the client that sent it.
+impl crate::domain::CallbackRules for ClientSpec {
+    fn callback_hosts(&self) -> &[String] {
+        &self.callback_hosts
+    }
+
+    fn allow_insecure_callbacks(&self) -> bool {
+        self.allow_insecure_callbacks
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {

@@ -3,13 +3,13 @@
 //! address in `X-Forwarded-For`, redirects passed back rather than followed, and a
 //! bounded wait for the upstream's status line.
 
+use crate::error::{ErrorBody, ErrorCode};
 use axum::body::Body;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -214,13 +214,9 @@ pub fn too_large() -> Response {
 
 pub fn error(status: StatusCode, message: &str) -> Response {
     let code = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::BAD_REQUEST => "invalid_request",
-        _ => "unavailable",
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::BAD_REQUEST => ErrorCode::InvalidRequest,
+        _ => ErrorCode::Unavailable,
     };
-    (
-        status,
-        axum::Json(json!({ "error": { "code": code, "message": message } })),
-    )
-        .into_response()
+    (status, axum::Json(ErrorBody::new(code, message))).into_response()
 }

@@ -7,10 +7,11 @@
 use super::config::{Fields, JwtSource, RequesterSource};
 use crate::client::JwksCache;
 use crate::domain::Requester as Person;
+use crate::error::{ErrorBody, ErrorCode};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jsonwebtoken::Validation;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 pub enum Requester {
     Header(Fields),
@@ -114,7 +115,7 @@ async fn verify(source: &JwtSource, jwks: &JwksCache, token: &str) -> anyhow::Re
 fn unauthorized(message: &str) -> Response {
     (
         StatusCode::UNAUTHORIZED,
-        axum::Json(json!({ "error": { "code": "unauthorized", "message": message } })),
+        axum::Json(ErrorBody::new(ErrorCode::Unauthorized, message)),
     )
         .into_response()
 }

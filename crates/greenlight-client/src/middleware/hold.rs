@@ -14,8 +14,10 @@
 use super::headers::{ACTION_ID, GRANT};
 use crate::client::{Client, ClientError};
 use crate::domain::{Action, ActionId, ActionRequest, Binding, Status};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use crate::error::{ErrorBody, ErrorCode};
+use axum_core::body::Body;
+use axum_core::response::Response;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,7 +63,7 @@ impl Ask {
                     .ok_or_else(|| {
                         refusal(
                             StatusCode::BAD_REQUEST,
-                            "invalid_request",
+                            ErrorCode::InvalidRequest,
                             "Greenlight-Action-Id is not an action id",
                             None,
                         )
@@ -114,7 +116,7 @@ impl Holder {
             tracing::warn!("too many requests held for approval; refusing one");
             return Verdict::Answer(refusal(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
+                ErrorCode::Unavailable,
                 "too many requests are waiting for approval here; try again later",
                 None,
             ));
@@ -147,7 +149,7 @@ impl Holder {
                 {
                     return Ok(Verdict::Answer(refusal(
                         StatusCode::FORBIDDEN,
-                        "forbidden",
+                        ErrorCode::Forbidden,
                         "Greenlight-Action-Id names an approval for another request",
                         Some(&action),
                     )));
@@ -169,7 +171,7 @@ impl Holder {
             if claims.dig.as_deref() != Some(digest) {
                 return Ok(Verdict::Answer(refusal(
                     StatusCode::FORBIDDEN,
-                    "forbidden",
+                    ErrorCode::Forbidden,
                     "the approval is for another request",
                     Some(&action),
                 )));
@@ -177,7 +179,7 @@ impl Holder {
             if !self.client.consume_grant(&action).await? {
                 return Ok(Verdict::Answer(refusal(
                     StatusCode::CONFLICT,
-                    "conflict",
+                    ErrorCode::Conflict,
                     "this approval was already used (or revoked)",
                     Some(&action),
                 )));
@@ -189,7 +191,7 @@ impl Holder {
             Status::Pending => Verdict::Answer(still_pending(&self.client, &action)),
             _ => Verdict::Answer(refusal(
                 StatusCode::FORBIDDEN,
-                "forbidden",
+                ErrorCode::Forbidden,
                 &format!("not approved: the action was {}", action.status),
                 Some(&action),
             )),
@@ -221,23 +223,38 @@ impl Verdict {
 
 /// The documented error body for a request refused before anything was asked.
 pub(super) fn rejection(status: StatusCode, message: &str) -> Response {
-    let code = match status.as_u16() {
-        400 => "invalid_request",
-        401 => "unauthorized",
-        403 => "forbidden",
-        413 => "payload_too_large",
-        _ => "error",
+    let code = match status {
+        StatusCode::BAD_REQUEST => ErrorCode::InvalidRequest,
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+        StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        _ => ErrorCode::Error,
     };
     refusal(status, code, message, None)
 }
 
 /// `{"error": {...}, "action": {...}}`: the API's error body, with the action's outcome.
-fn refusal(status: StatusCode, code: &str, message: &str, action: Option<&Action>) -> Response {
-    let mut body = json!({ "error": { "code": code, "message": message } });
+fn refusal(
+    status: StatusCode,
+    code: ErrorCode,
+    message: &str,
+    action: Option<&Action>,
+) -> Response {
+    let mut body = ErrorBody::new(code, message).to_value();
     if let Some(a) = action {
         body["action"] = outcome(a);
     }
-    (status, axum::Json(body)).into_response()
+    json_response(status, &body)
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 fn outcome(action: &Action) -> serde_json::Value {
@@ -254,11 +271,7 @@ fn outcome(action: &Action) -> serde_json::Value {
 /// `202 Accepted`: pending; poll `Location` (the action on Greenlight), then send the
 /// request again with `Greenlight-Action-Id`.
 fn accepted(client: &Client, action: &Action) -> Response {
-    let mut response = (
-        StatusCode::ACCEPTED,
-        axum::Json(json!({ "action": outcome(action) })),
-    )
-        .into_response();
+    let mut response = json_response(StatusCode::ACCEPTED, &json!({ "action": outcome(action) }));
     let headers = response.headers_mut();
     pending_headers(headers, client, action);
     headers.insert(
@@ -273,7 +286,7 @@ fn accepted(client: &Client, action: &Action) -> Response {
 fn still_pending(client: &Client, action: &Action) -> Response {
     let mut response = refusal(
         StatusCode::GATEWAY_TIMEOUT,
-        "pending",
+        ErrorCode::Pending,
         "no decision in time; retry with Greenlight-Action-Id once approved",
         Some(action),
     );
@@ -298,7 +311,7 @@ fn failure(e: &ClientError) -> Response {
             tracing::warn!(error = %g, "an approval whose grant does not verify; refusing");
             refusal(
                 StatusCode::FORBIDDEN,
-                "forbidden",
+                ErrorCode::Forbidden,
                 "not approved: the grant does not verify",
                 None,
             )
@@ -309,7 +322,7 @@ fn failure(e: &ClientError) -> Response {
             ..
         } => refusal(
             StatusCode::BAD_REQUEST,
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             &format!("Greenlight rejected the approval request: {message}"),
             None,
         ),
@@ -319,10 +332,15 @@ fn failure(e: &ClientError) -> Response {
             status: 422,
             code,
             message,
-        } => refusal(StatusCode::UNPROCESSABLE_ENTITY, code, message, None),
+        } => refusal(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            code.clone(),
+            message,
+            None,
+        ),
         ClientError::Api { status: 404, .. } => refusal(
             StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             "Greenlight-Action-Id names no action of this service",
             None,
         ),
@@ -330,7 +348,7 @@ fn failure(e: &ClientError) -> Response {
             tracing::error!(error = %other, "cannot get an approval decision; refusing");
             refusal(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
+                ErrorCode::Unavailable,
                 "the approval service is unavailable",
                 None,
             )

@@ -2,29 +2,29 @@
 
 use super::text::{deceptive_format_char, deceptive_in_map};
 use super::{Binding, Requester};
-use crate::policy::ClientSpec;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// The body as sent. Unknown fields are rejected.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ActionRequest {
-    #[schema(pattern = "^[a-z0-9][a-z0-9._:-]{0,127}$")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[a-z0-9][a-z0-9._:-]{0,127}$"))]
     pub action: String,
-    #[schema(min_length = 1, max_length = 512)]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 512))]
     pub resource: String,
     pub requester: Requester,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 2000)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 2000))]
     pub reason: Option<String>,
     /// A JSON object of at most 16 KiB, shown to approvers and matched by policy rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub context: Option<serde_json::Map<String, serde_json::Value>>,
     /// Capped by the matching rule's `ttl`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 10, maximum = 86400)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 10, maximum = 86400))]
     pub ttl_seconds: Option<u64>,
     /// Where the decision is POSTed, signed; https to one of the client's `callback_hosts`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -86,19 +86,6 @@ pub const MIN_TTL_SECONDS: u64 = 10;
 pub const MAX_TTL_SECONDS: u64 = 86_400;
 const MAX_REQUESTER_FIELD_CHARS: usize = 256;
 
-/// Parses a JSON body, naming the field at fault: `requester.id: missing field`.
-pub fn from_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        if path == "." {
-            format!("request body: {}", e.inner())
-        } else {
-            format!("{path}: {}", e.inner())
-        }
-    })
-}
-
 /// `[a-z0-9][a-z0-9._:-]{0,127}`
 pub fn is_action_name(s: &str) -> bool {
     let b = s.as_bytes();
@@ -110,9 +97,18 @@ pub fn is_action_name(s: &str) -> bool {
         })
 }
 
+/// Where the sending client may have its decisions POSTed (`callback_url`). The server
+/// implements it for the clients of its policy.
+pub trait CallbackRules {
+    /// The hosts a `callback_url` may name.
+    fn callback_hosts(&self) -> &[String];
+    /// Whether plain http is allowed to a loopback host (for local development).
+    fn allow_insecure_callbacks(&self) -> bool;
+}
+
 impl ActionRequest {
     /// Checks every field; the callback URL against the sending client's allowed hosts.
-    pub fn validate(self, client: &ClientSpec) -> Result<ValidRequest, Invalid> {
+    pub fn validate(self, client: &impl CallbackRules) -> Result<ValidRequest, Invalid> {
         if !is_action_name(&self.action) {
             return Err(invalid("action", "must match [a-z0-9][a-z0-9._:-]{0,127}"));
         }
@@ -198,7 +194,7 @@ fn is_loopback(host: &url::Host<&str>) -> bool {
 
 /// https to a host the client declared; plain http only to loopback, and only when the
 /// client allows it. No credentials in the URL.
-fn parse_callback_url(raw: &str, client: &ClientSpec) -> Result<url::Url, Invalid> {
+fn parse_callback_url(raw: &str, client: &impl CallbackRules) -> Result<url::Url, Invalid> {
     let field = "callback_url";
     let url = url::Url::parse(raw).map_err(|e| invalid(field, format!("not a URL: {e}")))?;
     let host = url
@@ -206,7 +202,7 @@ fn parse_callback_url(raw: &str, client: &ClientSpec) -> Result<url::Url, Invali
         .ok_or_else(|| invalid(field, "must have a host"))?;
     match url.scheme() {
         "https" => {}
-        "http" if client.allow_insecure_callbacks && is_loopback(&host) => {}
+        "http" if client.allow_insecure_callbacks() && is_loopback(&host) => {}
         "http" => {
             return Err(invalid(
                 field,
@@ -221,7 +217,7 @@ fn parse_callback_url(raw: &str, client: &ClientSpec) -> Result<url::Url, Invali
     let host_str = url.host_str().unwrap_or_default();
     let host_bare = host_str.trim_start_matches('[').trim_end_matches(']');
     let allowed = client
-        .callback_hosts
+        .callback_hosts()
         .iter()
         .any(|h| h.eq_ignore_ascii_case(host_str) || h.eq_ignore_ascii_case(host_bare));
     if !allowed {
@@ -236,15 +232,24 @@ fn parse_callback_url(raw: &str, client: &ClientSpec) -> Result<url::Url, Invali
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Role;
 
-    fn client(insecure: bool) -> ClientSpec {
-        ClientSpec {
-            id: "payments-api".into(),
-            secret_env: "X".into(),
-            roles: vec![Role::Requester],
+    struct Client {
+        callback_hosts: Vec<String>,
+        allow_insecure_callbacks: bool,
+    }
+
+    impl CallbackRules for Client {
+        fn callback_hosts(&self) -> &[String] {
+            &self.callback_hosts
+        }
+        fn allow_insecure_callbacks(&self) -> bool {
+            self.allow_insecure_callbacks
+        }
+    }
+
+    fn client(insecure: bool) -> Client {
+        Client {
             callback_hosts: vec!["api.internal.example".into(), "127.0.0.1".into()],
-            max_pending: crate::policy::DEFAULT_MAX_PENDING,
             allow_insecure_callbacks: insecure,
         }
     }
@@ -264,7 +269,7 @@ mod tests {
     }
 
     #[test]
-    fn action_names_follow_the_spec_pattern() {
+    fn action_names_follow_the_documented_pattern() {
         for ok in [
             "a",
             "db.drop_table",

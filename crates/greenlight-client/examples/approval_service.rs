@@ -4,7 +4,7 @@
 //! ```sh
 //! export GREENLIGHT_URL=http://127.0.0.1:8080 GREENLIGHT_CLIENT_ID=payments-api \
 //!        GREENLIGHT_CLIENT_SECRET=whsec_...
-//! cargo run --example approval_service          # listens on 127.0.0.1:3000
+//! cargo run -p greenlight-client --example approval_service   # listens on 127.0.0.1:3000
 //! curl -X DELETE -H 'x-user: alice' localhost:3000/accounts/42   # held until decided
 //! curl -X DELETE -H 'x-user: alice' -H 'Prefer: respond-async' localhost:3000/accounts/42
 //! ```
@@ -13,10 +13,10 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get};
-use greenlight::client::Client;
-use greenlight::domain::{ActionRequest, Requester};
-use greenlight::middleware::RequireApproval;
-use greenlight::middleware::headers::{ACTION_ID, GRANT};
+use greenlight_client::client::Client;
+use greenlight_client::domain::{ActionRequest, Requester};
+use greenlight_client::middleware::RequireApproval;
+use greenlight_client::middleware::headers::{ACTION_ID, GRANT};
 
 /// The service: what it does once a request reaches it.
 fn app(approval: RequireApproval) -> Router {

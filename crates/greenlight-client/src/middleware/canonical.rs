@@ -14,7 +14,7 @@
 //! by servers that decode twice), a path that does not decode to UTF-8, and anything that
 //! is not an origin-form path.
 
-use axum::http::{Method, Uri};
+use http::{Method, Uri};
 use percent_encoding::percent_decode_str;
 use std::borrow::Cow;
 

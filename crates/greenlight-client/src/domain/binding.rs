@@ -10,16 +10,17 @@ use sha2::{Digest, Sha256};
 pub const MAX_PREVIEW_CHARS: usize = 2000;
 
 /// The held request, as a gate describes it in `POST /v1/actions`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Binding {
     /// Lower-case hex SHA-256 of `{METHOD} {canonical path and query}\n{hex SHA-256 of
     /// the body}`.
-    #[schema(pattern = "^[0-9a-f]{64}$")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{64}$"))]
     pub digest: String,
     /// What approvers are shown: the SQL statement, or the method, target and the start
     /// of the body.
-    #[schema(max_length = 2000)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 2000))]
     pub preview: String,
 }
 

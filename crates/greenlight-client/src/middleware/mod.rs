@@ -5,11 +5,11 @@
 //!
 //! ```no_run
 //! use axum::{Router, http::StatusCode, routing::delete};
-//! use greenlight::client::Client;
-//! use greenlight::domain::{ActionRequest, Requester};
-//! use greenlight::middleware::RequireApproval;
+//! use greenlight_client::client::Client;
+//! use greenlight_client::domain::{ActionRequest, Requester};
+//! use greenlight_client::middleware::RequireApproval;
 //!
-//! # fn app() -> Result<Router, greenlight::client::ClientError> {
+//! # fn app() -> Result<Router, greenlight_client::client::ClientError> {
 //! let approval = RequireApproval::new(Client::from_env()?)
 //!     .route("DELETE /accounts/*")
 //!     .extract(|req| {
@@ -37,11 +37,12 @@ pub use routes::RoutePattern;
 
 use crate::client::Client;
 use crate::domain::{ActionRequest, Binding};
-use axum::body::Body;
-use axum::http::request::Parts;
-use axum::http::{Request, StatusCode};
-use axum::response::Response;
+use axum_core::body::Body;
+use axum_core::response::Response;
 use futures::future::BoxFuture;
+use http::request::Parts;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -209,7 +210,8 @@ where
             };
             // The body is read whole: the approval is bound to it, and exactly these
             // bytes are passed on.
-            let Ok(body) = axum::body::to_bytes(body, config.max_body).await else {
+            let limited = http_body_util::Limited::new(body, config.max_body);
+            let Ok(body) = limited.collect().await.map(|b| b.to_bytes()) else {
                 return Ok(hold::rejection(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "the body of a request that needs approval is too large",

@@ -5,13 +5,13 @@
 //! layer and `greenlight proxy` are all built on it.
 //!
 //! ```no_run
-//! use greenlight::client::Client;
-//! use greenlight::domain::{ActionRequest, Requester, Status};
+//! use greenlight_client::client::Client;
+//! use greenlight_client::domain::{ActionRequest, Requester, Status};
 //! use std::time::Duration;
 //!
-//! # async fn run() -> Result<(), greenlight::client::ClientError> {
-//! // GREENLIGHT_URL, GREENLIGHT_CLIENT_ID, GREENLIGHT_CLIENT_SECRET
-//! // (and GREENLIGHT_CLIENT_REDIS_URL to wait on Redis instead of long-polling).
+//! # async fn run() -> Result<(), greenlight_client::client::ClientError> {
+//! // GREENLIGHT_URL, GREENLIGHT_CLIENT_ID, GREENLIGHT_CLIENT_SECRET (and, with the
+//! // `redis` feature, GREENLIGHT_CLIENT_REDIS_URL to wait on Redis instead of long-polling).
 //! let client = Client::from_env()?;
 //! let request = ActionRequest {
 //!     action: "db.drop_table".into(),
@@ -32,15 +32,18 @@
 
 mod grant;
 mod jwks;
+#[cfg(feature = "redis")]
 mod redis_wait;
 mod wait;
 
 pub use grant::{GrantError, GrantVerifier};
 pub use jwks::{JwksCache, JwksError};
 
+use crate::Claims;
 use crate::domain::{Action, ActionId, ActionRequest, Outcome};
-use crate::grants::Claims;
+use crate::error::{ErrorBody, ErrorCode};
 use crate::signing::{self, Secret};
+#[cfg(feature = "redis")]
 use redis_wait::RedisWaits;
 use reqwest::Method;
 use serde::Deserialize;
@@ -52,11 +55,12 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The server answered with an error body.
+    /// The server answered with an error body (or, for [`ErrorCode::BadResponse`] and
+    /// [`ErrorCode::HttpError`], with something else).
     #[error("{code} ({status}): {message}")]
     Api {
         status: u16,
-        code: String,
+        code: ErrorCode,
         message: String,
     },
     #[error("cannot reach Greenlight: {0}")]
@@ -68,17 +72,6 @@ pub enum ClientError {
     Grant(#[from] GrantError),
 }
 
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Deserialize)]
-struct ErrorDetail {
-    code: String,
-    message: String,
-}
-
 /// A Greenlight client: cheap to clone (clones share the HTTP connection pool, the JWKS
 /// cache and the Redis connection).
 #[derive(Clone)]
@@ -88,6 +81,7 @@ pub struct Client {
     secret: Secret,
     http: reqwest::Client,
     grants: Arc<GrantVerifier>,
+    #[cfg(feature = "redis")]
     redis: Option<Arc<RedisWaits>>,
 }
 
@@ -96,7 +90,7 @@ impl fmt::Debug for Client {
         f.debug_struct("Client")
             .field("base", &self.base)
             .field("id", &self.id)
-            .field("redis", &self.redis.is_some())
+            .field("redis", &self.waits_on_redis())
             .finish_non_exhaustive()
     }
 }
@@ -119,6 +113,7 @@ impl Client {
             id: client_id.to_owned(),
             secret,
             http,
+            #[cfg(feature = "redis")]
             redis: None,
         }
     }
@@ -143,18 +138,36 @@ impl Client {
             .map_err(|e| ClientError::Config(format!("GREENLIGHT_CLIENT_SECRET {e}")))?;
         let client = Self::new(&url, &id, secret);
         match std::env::var("GREENLIGHT_CLIENT_REDIS_URL") {
+            #[cfg(feature = "redis")]
             Ok(redis) if !redis.is_empty() => {
                 let prefix = std::env::var("GREENLIGHT_REDIS_PREFIX")
                     .unwrap_or_else(|_| DEFAULT_REDIS_PREFIX.into());
                 client.with_redis(&redis, &prefix)
             }
+            // Waiting by long-poll instead would be slower than the operator asked for,
+            // and silently so.
+            #[cfg(not(feature = "redis"))]
+            Ok(redis) if !redis.is_empty() => Err(ClientError::Config(
+                "GREENLIGHT_CLIENT_REDIS_URL is set, but this program was built without \
+                 greenlight-client's `redis` feature"
+                    .into(),
+            )),
             _ => Ok(client),
         }
+    }
+
+    /// Whether waits subscribe on Redis rather than long-poll.
+    pub fn waits_on_redis(&self) -> bool {
+        #[cfg(feature = "redis")]
+        return self.redis.is_some();
+        #[cfg(not(feature = "redis"))]
+        false
     }
 
     /// Waits subscribe to `{prefix}:decision:{id}` on this Redis (one connection for all
     /// of this client's waits, opened on the first) instead of long-polling the server.
     /// The URL is checked here; connecting happens on the first wait.
+    #[cfg(feature = "redis")]
     pub fn with_redis(mut self, url: &str, prefix: &str) -> Result<Self, ClientError> {
         let waits = RedisWaits::new(url, prefix)
             .map_err(|e| ClientError::Config(format!("Redis URL: {e}")))?;
@@ -220,13 +233,13 @@ impl Client {
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| ClientError::Api {
                 status: status.as_u16(),
-                code: "bad_response".into(),
+                code: ErrorCode::BadResponse,
                 message: e.to_string(),
             });
         }
-        let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(b) => (b.error.code, b.error.message),
-            Err(_) => ("http_error".into(), String::from_utf8_lossy(&bytes).into()),
+        let (code, message) = match ErrorBody::parse(&bytes) {
+            Some(b) => (b.error.code, b.error.message),
+            None => (ErrorCode::HttpError, String::from_utf8_lossy(&bytes).into()),
         };
         Err(ClientError::Api {
             status: status.as_u16(),
@@ -371,7 +384,7 @@ impl Client {
         after: Option<&str>,
         limit: usize,
         action_id: Option<&str>,
-    ) -> Result<crate::audit::Page, ClientError> {
+    ) -> Result<AuditPage, ClientError> {
         let mut query = url::form_urlencoded::Serializer::new(String::new());
         query.append_pair("limit", &limit.to_string());
         if let Some(after) = after {
@@ -388,6 +401,15 @@ impl Client {
         )
         .await
     }
+}
+
+/// One page of the audit trail: the entries as the server keeps them (each a JSON
+/// object with `seq`, `id`, `prev` and `hash`), and the cursor to continue after, `None`
+/// at the end of the trail.
+#[derive(Debug, Deserialize)]
+pub struct AuditPage {
+    pub entries: Vec<Box<serde_json::value::RawValue>>,
+    pub next: Option<String>,
 }
 
 pub(crate) fn is_transient(e: &ClientError) -> bool {

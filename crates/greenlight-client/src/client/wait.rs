@@ -1,15 +1,10 @@
 //! Waiting for a decision: by long-poll, or on Redis (subscribe, then read), and in both
 //! cases taking a decision as an approval only when its grant verifies.
 
-use super::redis_wait::RedisWaits;
 use super::{Client, ClientError, is_transient};
 use crate::domain::{Action, ActionId, Status};
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// How often a wait on Redis also reads the action over HTTP: a fallback for a decision
-/// published where this client does not listen (a wrong prefix), never the main path.
-const REDIS_WAIT_POLL: Duration = Duration::from_secs(30);
 
 /// A long-poll that ends this close to the deadline ends the wait: another poll would
 /// overshoot it by a whole second.
@@ -24,13 +19,18 @@ impl Client {
     /// approval whose grant does not verify is [`ClientError::Grant`], never `Ok`.
     pub async fn wait(&self, id: &ActionId, timeout: Duration) -> Result<Action, ClientError> {
         let deadline = Instant::now() + timeout;
-        match &self.redis {
-            Some(redis) => self.wait_on_redis(redis, id, deadline).await,
-            None => self.long_poll(id, deadline).await,
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.redis {
+            return self.wait_on_redis(redis, id, deadline).await;
         }
+        self.long_poll(id, deadline).await
     }
 
-    async fn long_poll(&self, id: &ActionId, deadline: Instant) -> Result<Action, ClientError> {
+    pub(super) async fn long_poll(
+        &self,
+        id: &ActionId,
+        deadline: Instant,
+    ) -> Result<Action, ClientError> {
         let mut backoff = Duration::from_millis(200);
         loop {
             // Whole seconds rounded up: rounded down, `--timeout 1s` would not wait at all
@@ -55,54 +55,6 @@ impl Client {
         }
     }
 
-    /// Subscribe, then read: a decision published after the subscription is received, one
-    /// published before it is in what the server answers.
-    async fn wait_on_redis(
-        &self,
-        redis: &RedisWaits,
-        id: &ActionId,
-        deadline: Instant,
-    ) -> Result<Action, ClientError> {
-        let mut subscription = match redis.subscribe(id.as_str()).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, action_id = %id, "cannot subscribe on Redis; waiting by long-poll");
-                return self.long_poll(id, deadline).await;
-            }
-        };
-        let current = self.get(id).await?;
-        if let Some(done) = self.settle(current).await? {
-            return Ok(done);
-        }
-        let mut poll = tokio::time::interval_at(Instant::now() + REDIS_WAIT_POLL, REDIS_WAIT_POLL);
-        loop {
-            tokio::select! {
-                message = subscription.messages.recv() => match message {
-                    // The connection is gone: the rest of the wait is a long-poll.
-                    None => return self.long_poll(id, deadline).await,
-                    Some(bytes) => match serde_json::from_slice::<Action>(&bytes) {
-                        Ok(candidate) => {
-                            if let Some(done) = self.confirm(id, candidate).await? {
-                                return Ok(done);
-                            }
-                        }
-                        Err(e) => tracing::warn!(action_id = %id, error = %e,
-                            "ignoring a message on the decision channel that is not an action object"),
-                    },
-                },
-                _ = poll.tick() => {
-                    if let Some(done) = self.settle(self.get(id).await?).await? {
-                        return Ok(done);
-                    }
-                }
-                _ = tokio::time::sleep_until(deadline) => {
-                    let last = self.get(id).await?;
-                    return Ok(self.settle(last.clone()).await?.unwrap_or(last));
-                }
-            }
-        }
-    }
-
     /// An action the server answered as stored: `None` while pending, the action once
     /// decided, an error when it is approved without a grant that verifies.
     pub(super) async fn settle(&self, action: Action) -> Result<Option<Action>, ClientError> {
@@ -120,7 +72,7 @@ impl Client {
     /// it). Anyone who can reach Redis can publish there, so only an approval whose grant
     /// verifies is taken as is; anything else is checked against the server's stored copy,
     /// and a "decision" the server does not have is ignored.
-    async fn confirm(
+    pub(super) async fn confirm(
         &self,
         id: &ActionId,
         candidate: Action,

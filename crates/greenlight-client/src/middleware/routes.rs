@@ -1,7 +1,7 @@
 //! Route patterns: `"DELETE /accounts/*"` or `"/admin/*"` (any method). `*` matches any
 //! run of characters, `/` included, and `?` one character, as in the policy file.
 
-use axum::http::Method;
+use http::Method;
 use std::fmt;
 use std::str::FromStr;
 use wildmatch::WildMatch;

@@ -7,11 +7,15 @@ use std::fmt;
 use std::str::FromStr;
 
 /// `act_` followed by a ULID (26 Crockford base32 characters).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, utoipa::ToSchema)]
-#[schema(
-    value_type = String,
-    pattern = "^act_[0-9A-HJKMNP-TV-Z]{26}$",
-    example = "act_01JD8Y3M6QW9T3V7K2X5N4B1C0"
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(
+        value_type = String,
+        pattern = "^act_[0-9A-HJKMNP-TV-Z]{26}$",
+        example = "act_01JD8Y3M6QW9T3V7K2X5N4B1C0"
+    )
 )]
 pub struct ActionId(String);
 
@@ -77,7 +81,8 @@ impl<'de> Deserialize<'de> for ActionId {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Pending,
@@ -106,7 +111,8 @@ impl fmt::Display for Status {
 }
 
 /// The terminal statuses: where `pending` may go, once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Approved,
@@ -126,7 +132,8 @@ impl From<Outcome> for Status {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Requester {
     pub id: String,
@@ -140,7 +147,8 @@ pub struct Requester {
 
 /// The rule an action was created under, frozen into the action so a policy reload
 /// never changes what a pending action needs.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PolicySnapshot {
     pub rule: String,
     pub min_approvals: u32,
@@ -172,7 +180,8 @@ fn default_grant_ttl_seconds() -> u64 {
 }
 
 /// One escalation stage of a rule, frozen into the action at creation.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StagePlan {
     pub after_seconds: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -184,7 +193,8 @@ pub struct StagePlan {
 }
 
 /// How far an unanswered action was escalated.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Escalation {
     /// The last stage reached, from 1.
     pub stage: u32,
@@ -195,14 +205,16 @@ pub struct Escalation {
     pub paged: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum VoteKind {
     Approve,
     Deny,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Vote {
     pub user: String,
     pub vote: VoteKind,
@@ -210,7 +222,8 @@ pub struct Vote {
     pub at: DateTime<Utc>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Grant {
     /// The signed JWT: a bearer token, shown only to the client that created the action
     /// (empty, and left out of the JSON, for anyone else: see [`Action::shown_to`]).
@@ -222,15 +235,16 @@ pub struct Grant {
     pub resource: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Decision {
     pub outcome: Outcome,
     #[serde(with = "rfc3339")]
     pub decided_at: DateTime<Utc>,
     pub decided_by: Vec<String>,
-    #[schema(required = true)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub by_policy: Option<String>,
-    #[schema(required = true)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant: Option<Grant>,
@@ -249,16 +263,17 @@ pub enum DecidedBy {
     Client(String),
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Action {
     pub id: ActionId,
     pub status: Status,
     pub action: String,
     pub resource: String,
     pub requester: Requester,
-    #[schema(required = true)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub reason: Option<String>,
-    #[schema(value_type = Object)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub context: serde_json::Map<String, serde_json::Value>,
     pub client: String,
     pub policy: PolicySnapshot,
@@ -274,7 +289,7 @@ pub struct Action {
     /// The one HTTP request a gate held for this action (see [`Binding`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binding: Option<Binding>,
-    #[schema(required = true)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub decision: Option<Decision>,
 }
 

@@ -7,6 +7,8 @@
 //! long-poll; the next wait reconnects. Only a single Redis server is supported here
 //! (no Sentinel or Cluster discovery).
 
+use super::{Client, ClientError};
+use crate::domain::{Action, ActionId};
 use futures::StreamExt;
 use redis::aio::PubSubSink;
 use std::collections::HashMap;
@@ -14,6 +16,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// How often a wait on Redis also reads the action over HTTP: a fallback for a decision
+/// published where this client does not listen (a wrong prefix), never the main path.
+const REDIS_WAIT_POLL: Duration = Duration::from_secs(30);
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -170,5 +177,55 @@ impl RedisWaits {
         });
         *slot = Some(connection.clone());
         Ok(connection)
+    }
+}
+
+impl Client {
+    /// Subscribe, then read: a decision published after the subscription is received, one
+    /// published before it is in what the server answers.
+    pub(super) async fn wait_on_redis(
+        &self,
+        redis: &RedisWaits,
+        id: &ActionId,
+        deadline: Instant,
+    ) -> Result<Action, ClientError> {
+        let mut subscription = match redis.subscribe(id.as_str()).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, action_id = %id, "cannot subscribe on Redis; waiting by long-poll");
+                return self.long_poll(id, deadline).await;
+            }
+        };
+        let current = self.get(id).await?;
+        if let Some(done) = self.settle(current).await? {
+            return Ok(done);
+        }
+        let mut poll = tokio::time::interval_at(Instant::now() + REDIS_WAIT_POLL, REDIS_WAIT_POLL);
+        loop {
+            tokio::select! {
+                message = subscription.messages.recv() => match message {
+                    // The connection is gone: the rest of the wait is a long-poll.
+                    None => return self.long_poll(id, deadline).await,
+                    Some(bytes) => match serde_json::from_slice::<Action>(&bytes) {
+                        Ok(candidate) => {
+                            if let Some(done) = self.confirm(id, candidate).await? {
+                                return Ok(done);
+                            }
+                        }
+                        Err(e) => tracing::warn!(action_id = %id, error = %e,
+                            "ignoring a message on the decision channel that is not an action object"),
+                    },
+                },
+                _ = poll.tick() => {
+                    if let Some(done) = self.settle(self.get(id).await?).await? {
+                        return Ok(done);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    let last = self.get(id).await?;
+                    return Ok(self.settle(last.clone()).await?.unwrap_or(last));
+                }
+            }
+        }
     }
 }

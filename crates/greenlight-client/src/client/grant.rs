@@ -3,8 +3,8 @@
 //! an "approved" action object on a decision channel; nobody but Greenlight can sign it.
 
 use super::jwks::{JwksCache, JwksError};
+use crate::Claims;
 use crate::domain::{Action, Status};
-use crate::grants::Claims;
 use jsonwebtoken::{Algorithm, Validation};
 
 /// Why an approved-looking action is not taken as approved.

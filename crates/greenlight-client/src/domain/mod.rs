@@ -1,0 +1,14 @@
+//! Pure domain types: actions, statuses, votes, decisions and validated requests.
+//! Nothing here knows about HTTP or Redis.
+
+mod action;
+mod binding;
+mod request;
+pub mod text;
+
+pub use action::{
+    Action, ActionId, AlreadyDecided, DecidedBy, Decision, Escalation, Grant, InvalidActionId,
+    Outcome, PolicySnapshot, Requester, StagePlan, Status, Vote, VoteKind, VoteRejected, rfc3339,
+};
+pub use binding::Binding;
+pub use request::{ActionRequest, CallbackRules, Invalid, ValidRequest, is_action_name};
