@@ -145,7 +145,9 @@ fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
 }
 
 fn load(file: &Path) -> Option<Policy> {
-    Policy::load(file).map_err(|e| eprintln!("error: {e}")).ok()
+    Policy::load(file)
+        .map_err(|e| e.each().iter().for_each(|e| eprintln!("error: {e}")))
+        .ok()
 }
 
 /// Splits `key=value` at the first `=`.

@@ -108,3 +108,44 @@ fn policy_explain_names_the_matching_rule() {
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("no rule matched"), "{r:?}");
 }
+
+/// Three mistakes in three places: `policy check` names all three, each with its line,
+/// not only the first; the exit code is the same as for one.
+#[test]
+fn policy_check_reports_every_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.toml");
+    let broken = POLICY
+        .replacen("id = \"app\"\n", "id = \"app\"\nmax_pending = 0\n", 1)
+        .replacen(
+            "decision = \"deny\"\n",
+            "decision = \"deny\"\nttl = \"forever\"\n",
+            1,
+        )
+        .replacen("decision = \"approve\"\n", "decision = \"maybe\"\n", 1);
+    std::fs::write(&file, &broken).unwrap();
+    let line_of = |needle: &str| broken.lines().position(|l| l.contains(needle)).unwrap() + 1;
+
+    let r = run_sync(&["policy", "check", file.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(!r.stdout.contains("ok:"), "{r:?}");
+    let errors: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .collect();
+    assert_eq!(errors.len(), 3, "{r:?}");
+    let path = file.display().to_string();
+    for (error, needle, field) in [
+        (errors[0], "max_pending = 0", "max_pending"),
+        (errors[1], "decision = \"maybe\"", "decision"),
+        (errors[2], "ttl = \"forever\"", "ttl"),
+    ] {
+        let located = format!("error: {path}:{}:", line_of(needle));
+        assert!(error.starts_with(&located), "{located} in {r:?}");
+        assert!(
+            error.contains(&format!("field `{field}`")),
+            "{field} in {r:?}"
+        );
+    }
+}
