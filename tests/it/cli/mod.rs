@@ -2,8 +2,9 @@
 //! executable against a real server, judged by its exit code and what it prints.
 
 //! Split by command: `request`, the commands on an existing action (`status`), `policy`,
-//! and mistakes on the command line (`usage`).
+//! mistakes on the command line (`usage`) and what `--help` says (`help`).
 
+mod help;
 mod policy;
 mod request;
 mod status;
