@@ -37,5 +37,6 @@ mod serve;
 mod shutdown;
 mod slack;
 mod slack_workspace;
+mod startup;
 mod validation;
 mod waiting;

@@ -97,6 +97,8 @@ pub struct RedisStore {
     set_slack: Script,
     audit_append: Script,
     subscribed: Arc<AtomicBool>,
+    /// Where Redis is (`host:port`, never a password), named when it cannot be reached.
+    address: String,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -114,8 +116,10 @@ impl RedisStore {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Arc<Self>> {
         let (conn, pubsub) = connection::open(&config.deployment).await?;
+        let address = config.deployment.address();
         tracing::info!(
             deployment = config.deployment.describe(),
+            address,
             prefix = config.prefix,
             "using Redis"
         );
@@ -135,6 +139,7 @@ impl RedisStore {
             set_slack: Script::new(SET_SLACK),
             audit_append: Script::new(super::audit::APPEND),
             subscribed: Arc::default(),
+            address,
         });
         subscriber::spawn(pubsub, store.clone(), waiters, shutdown);
         Ok(store)
@@ -293,10 +298,11 @@ impl RedisStore {
 impl Store for RedisStore {
     async fn ping(&self) -> StoreResult<()> {
         let mut conn = self.conn.clone();
-        let _: String = cmd("PING")
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        // What `/readyz` answers with: where Redis was expected, and why it did not answer.
+        let _: String = cmd("PING").query_async(&mut conn).await.map_err(|e| {
+            crate::metrics::redis_error();
+            StoreError::Unavailable(format!("redis unreachable at {}: {e}", self.address))
+        })?;
         Ok(())
     }
 

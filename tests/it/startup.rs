@@ -1,0 +1,113 @@
+//! What an operator meets when starting `greenlight serve`: a Redis that does not answer is
+//! named (never its password) in the logs and by `/readyz`.
+
+use crate::common::free_port;
+use greenlight::signing::Secret;
+use serde_json::Value;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// `greenlight serve` with exactly `envs` (and JSON logs), its log lines collected.
+struct Server {
+    _child: Child,
+    base: String,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    async fn start(envs: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_greenlight"))
+            .args(["serve", "--log-format", "json"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("GREENLIGHT_LISTEN", &listen)
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let sink = logs.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let base = format!("http://{listen}");
+        let http = reqwest::Client::new();
+        for _ in 0..200 {
+            if http.get(format!("{base}/healthz")).send().await.is_ok() {
+                return Self {
+                    _child: child,
+                    base,
+                    logs,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("server did not start: {:#?}", logs.lock().unwrap());
+    }
+
+    /// The log lines so far, once one of them contains `needle` (within 10 s).
+    async fn logs_once(&self, needle: &str) -> Vec<String> {
+        for _ in 0..200 {
+            let logs = self.logs.lock().unwrap().clone();
+            if logs.iter().any(|l| l.contains(needle)) {
+                return logs;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "no log line has {needle:?}: {:#?}",
+            self.logs.lock().unwrap()
+        );
+    }
+
+    async fn readyz(&self) -> (u16, Value) {
+        let r = reqwest::get(format!("{}/readyz", self.base)).await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_is_named_in_the_logs_and_by_readyz() {
+    let port = free_port();
+    let url = format!("redis://:hunter2-password@127.0.0.1:{port}");
+    let secret = Secret::generate().1;
+    let server = Server::start(&[("REDIS_URL", &url), ("GREENLIGHT_CLIENT_SECRET", &secret)]).await;
+    let address = format!("127.0.0.1:{port}");
+
+    let (status, body) = server.readyz().await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "not_ready", "{body}");
+    assert_eq!(body["store"], "unreachable", "{body}");
+    let reason = body["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(&format!("redis unreachable at {address}: ")),
+        "{body}"
+    );
+    // The error body every other 503 has is still there.
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+
+    let logs = server.logs_once("cannot connect to Redis at").await;
+    let warning = logs
+        .iter()
+        .find(|l| l.contains("cannot connect to Redis at"))
+        .unwrap();
+    assert!(warning.contains(&address), "{warning}");
+    let started = logs.iter().find(|l| l.contains("using Redis")).unwrap();
+    assert!(started.contains(&address), "{started}");
+    for line in &logs {
+        assert!(!line.contains("hunter2"), "the password is logged: {line}");
+    }
+    assert!(!body.to_string().contains("hunter2"), "{body}");
+}
