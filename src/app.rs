@@ -139,6 +139,18 @@ impl Application {
                 None
             }
         };
+        // Found now rather than at the first request, whose message would go nowhere.
+        if slack.is_some() && settings.slack_default_channel.is_none() {
+            let unposted = loaded.policy.rules_without_channel();
+            if !unposted.is_empty() {
+                tracing::warn!(
+                    "no Slack channel for the approval messages of rule(s) {}: set \
+                     SLACK_DEFAULT_CHANNEL, `channel` in the policy's [defaults], or each \
+                     rule's `channel`",
+                    unposted.join(", ")
+                );
+            }
+        }
         let pagerduty = settings
             .pagerduty_routing_key
             .clone()

@@ -1,5 +1,6 @@
 //! What an operator meets when starting `greenlight serve`: a Redis that does not answer is
-//! named (never its password) in the logs and by `/readyz`.
+//! named (never its password) in the logs and by `/readyz`; Slack with nowhere to post is
+//! warned about at start.
 
 use crate::common::free_port;
 use greenlight::signing::Secret;
@@ -110,4 +111,64 @@ async fn an_unreachable_redis_is_named_in_the_logs_and_by_readyz() {
         assert!(!line.contains("hunter2"), "the password is logged: {line}");
     }
     assert!(!body.to_string().contains("hunter2"), "{body}");
+}
+
+/// A policy whose `require` rule names no channel, and no `[defaults]` channel.
+const NO_CHANNEL_POLICY: &str = r##"
+[[client]]
+id = "app"
+secret_env = "APP_SECRET"
+
+[[rule]]
+name = "deploys"
+match = { action = "deploy.*" }
+decision = "require"
+
+[[rule]]
+name = "reads"
+match = { action = "read.*" }
+decision = "approve"
+
+[[rule]]
+name = "posted"
+match = { action = "db.*" }
+decision = "require"
+channel = "#dba"
+"##;
+
+#[tokio::test]
+async fn slack_with_no_channel_for_a_rule_is_warned_about_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, NO_CHANNEL_POLICY).unwrap();
+    let secret = Secret::generate().1;
+    let slack = [
+        ("GREENLIGHT_POLICY", policy.to_str().unwrap()),
+        ("APP_SECRET", &secret),
+        ("SLACK_BOT_TOKEN", "xoxb-test"),
+        ("SLACK_SIGNING_SECRET", "test-signing-secret"),
+        // Nothing listens there: the warning needs no answer from Slack.
+        ("SLACK_API_BASE", "http://127.0.0.1:9/api"),
+    ];
+
+    let server = Server::start(&slack).await;
+    let logs = server.logs_once("no Slack channel").await;
+    let warning = logs
+        .iter()
+        .find(|l| l.contains("no Slack channel"))
+        .unwrap();
+    assert!(warning.contains("\"level\":\"WARN\""), "{warning}");
+    assert!(warning.contains("deploys, default"), "{warning}");
+    assert!(warning.contains("SLACK_DEFAULT_CHANNEL"), "{warning}");
+    drop(server);
+
+    // With a default channel every message has somewhere to go: no warning.
+    let mut with_default = slack.to_vec();
+    with_default.push(("SLACK_DEFAULT_CHANNEL", "#approvals"));
+    let server = Server::start(&with_default).await;
+    let logs = server.logs_once("greenlight listening").await;
+    assert!(
+        !logs.iter().any(|l| l.contains("no Slack channel")),
+        "{logs:#?}"
+    );
 }
