@@ -105,6 +105,18 @@ impl Application {
                     RedisStoreConfig {
                         deployment,
                         prefix: settings.redis_prefix.clone(),
+                        tls_ca: settings
+                            .redis_ca_file
+                            .as_ref()
+                            .map(|path| {
+                                std::fs::read(path).with_context(|| {
+                                    format!(
+                                        "GREENLIGHT_REDIS_CA_FILE: cannot read {}",
+                                        path.display()
+                                    )
+                                })
+                            })
+                            .transpose()?,
                     },
                     waiters.clone(),
                     shutdown.clone(),

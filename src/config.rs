@@ -21,6 +21,10 @@ pub struct Settings {
     /// Prefix of every Redis key and channel (several deployments can share one Redis).
     #[arg(long, env = "GREENLIGHT_REDIS_PREFIX", default_value = "greenlight")]
     pub redis_prefix: String,
+    /// PEM file of the CA that signed the Redis server's certificate, for a `rediss://`
+    /// REDIS_URL whose certificate the system's trust store does not vouch for.
+    #[arg(long, env = "GREENLIGHT_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
     /// Redis Cluster seed nodes, `host:port,host:port`.
     #[arg(long, env = "GREENLIGHT_REDIS_CLUSTER")]
     pub redis_cluster: Option<String>,
@@ -97,6 +101,7 @@ impl Settings {
             public_url: None,
             redis_url: None,
             redis_prefix: "greenlight".into(),
+            redis_ca_file: None,
             redis_cluster: None,
             policy: None,
             slack_bot_token: None,

@@ -55,6 +55,9 @@ const WRITE_ATTEMPTS: usize = 3;
 pub struct RedisStoreConfig {
     pub deployment: Deployment,
     pub prefix: String,
+    /// PEM of the CA that signed a `rediss://` server's certificate (GREENLIGHT_REDIS_CA_FILE),
+    /// when the system's trust store does not vouch for it.
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 /// Where and when a decision is published (see the module docs).
@@ -115,7 +118,7 @@ impl RedisStore {
         waiters: Arc<Waiters>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Arc<Self>> {
-        let (conn, pubsub) = connection::open(&config.deployment).await?;
+        let (conn, pubsub) = connection::open(&config.deployment, config.tls_ca).await?;
         let address = config.deployment.address();
         tracing::info!(
             deployment = config.deployment.describe(),

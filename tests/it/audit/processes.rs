@@ -124,6 +124,7 @@ async fn trimmed_trail_still_verifies_from_its_oldest_entry() {
         RedisStoreConfig {
             deployment: Deployment::Single { url: redis.url() },
             prefix: "trim".into(),
+            tls_ca: None,
         },
         greenlight::waiters::Waiters::new(),
         tokio_util::sync::CancellationToken::new(),
