@@ -1,21 +1,7 @@
 //! The command line: export, verify, and what verify says about damage.
 
 use super::*;
-
-fn greenlight(app: &TestApp, client: &str) -> Command {
-    let mut cmd = Command::new(BIN);
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("GREENLIGHT_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("GREENLIGHT_URL", &app.base)
-        .env("GREENLIGHT_CLIENT_ID", client)
-        .env("GREENLIGHT_CLIENT_SECRET", &app.secrets[client])
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    cmd
-}
+use crate::common::cli::greenlight;
 
 struct Run {
     code: i32,
