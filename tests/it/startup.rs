@@ -111,6 +111,16 @@ async fn an_unreachable_redis_is_named_in_the_logs_and_by_readyz() {
     assert!(warning.contains(&address), "{warning}");
     let started = logs.iter().find(|l| l.contains("using Redis")).unwrap();
     assert!(started.contains(&address), "{started}");
+    // Every failed command says which Redis: here the timer scheduler's.
+    let logs = server.logs_once("scheduler cannot reach the store").await;
+    let scheduler = logs
+        .iter()
+        .find(|l| l.contains("scheduler cannot reach the store"))
+        .unwrap();
+    assert!(
+        scheduler.contains(&format!("redis at {address}")),
+        "{scheduler}"
+    );
     for line in &logs {
         assert!(!line.contains("hunter2"), "the password is logged: {line}");
     }

@@ -104,12 +104,14 @@ pub struct RedisStore {
     address: String,
 }
 
-fn unavailable(e: redis::RedisError) -> StoreError {
-    crate::metrics::redis_error();
-    StoreError::Unavailable(e.to_string())
-}
-
 impl RedisStore {
+    /// A command failed: counted, and the error names where Redis is (never a password),
+    /// so every log line and answer that carries it says which Redis did not answer.
+    fn unavailable(&self, e: redis::RedisError) -> StoreError {
+        crate::metrics::redis_error();
+        StoreError::Unavailable(format!("redis at {}: {e}", self.address))
+    }
+
     /// Builds the store; on a single server or Sentinel without waiting for Redis (commands
     /// fail, and callers fail closed, until it answers); on Cluster after discovering the
     /// topology. Spawns the subscriber task, which stops on `shutdown`.
@@ -211,7 +213,7 @@ impl RedisStore {
                     .arg(member)
                     .query_async(&mut conn)
                     .await
-                    .map_err(unavailable)?;
+                    .map_err(|e| self.unavailable(e))?;
             }
         }
         Ok(())
@@ -228,7 +230,9 @@ impl RedisStore {
             let mut conn = self.conn.clone();
             match conn.durable_read(read, &fence).await {
                 Ok(value) => return Ok(value),
-                Err(e) if tokio::time::Instant::now() >= deadline => return Err(unavailable(e)),
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    return Err(self.unavailable(e));
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "waiting for Redis to settle after a failover");
                     tokio::time::sleep(backoff).await;
@@ -262,7 +266,7 @@ impl RedisStore {
                 .arg(self.keys.client_pending(other, client))
                 .query_async(&mut conn)
                 .await
-                .map_err(unavailable)?;
+                .map_err(|e| self.unavailable(e))?;
             total += n;
         }
         Ok(total)
@@ -284,7 +288,7 @@ impl RedisStore {
             .arg(now_ms + lease.as_millis() as i64)
             .invoke_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         let mut timers = Vec::with_capacity(claimed.len());
         for (member, due) in claimed {
             if member.starts_with(PUBLISH_TIMER) {
@@ -346,7 +350,7 @@ impl Store for RedisStore {
                 .arg(ttl.as_millis().max(1) as u64)
                 .query_async(&mut conn)
                 .await
-                .map_err(unavailable)?;
+                .map_err(|e| self.unavailable(e))?;
             let standing: Option<String> = if set.is_some() {
                 if conn.replicated().await.is_ok() {
                     return Ok(None);
@@ -359,7 +363,7 @@ impl Store for RedisStore {
                     .arg(&key)
                     .query_async(&mut conn)
                     .await
-                    .map_err(unavailable)?
+                    .map_err(|e| self.unavailable(e))?
             };
             match standing {
                 Some(s) if s == stored => return Ok(None),
@@ -376,7 +380,7 @@ impl Store for RedisStore {
             .arg(self.keys.flag(ns, key))
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         Ok(n > 0)
     }
 
@@ -414,8 +418,10 @@ impl Store for RedisStore {
                 inv.arg(*due).arg(member);
             }
             let mut conn = self.conn.clone();
-            let existing: Option<String> =
-                inv.invoke_async(&mut conn).await.map_err(unavailable)?;
+            let existing: Option<String> = inv
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| self.unavailable(e))?;
             match existing.as_deref() {
                 Some("full") => return Ok(Created::TooManyPending),
                 Some(existing) => return parse_existing(existing),
@@ -441,7 +447,7 @@ impl Store for RedisStore {
             .arg("slack")
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         let (Some(rev), Some(json)) = (rev, json) else {
             return Ok(None);
         };
@@ -489,7 +495,10 @@ impl Store for RedisStore {
             inv.arg(t.member());
         }
         let mut conn = self.conn.clone();
-        let applied: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
+        let applied: i64 = inv
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
         if applied <= 0 {
             return Ok(false);
         }
@@ -515,7 +524,7 @@ impl Store for RedisStore {
             .arg(json)
             .invoke_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         Ok(())
     }
 
@@ -527,7 +536,7 @@ impl Store for RedisStore {
                 .arg(self.keys.pending(shard))
                 .query_async(&mut conn)
                 .await
-                .map_err(unavailable)?;
+                .map_err(|e| self.unavailable(e))?;
             total += n;
         }
         Ok(total)
@@ -541,7 +550,7 @@ impl Store for RedisStore {
                 .arg(self.keys.pending(shard))
                 .query_async(&mut conn)
                 .await
-                .map_err(unavailable)?;
+                .map_err(|e| self.unavailable(e))?;
             ids.extend(members.iter().filter_map(|id| id.parse::<ActionId>().ok()));
         }
         // ULIDs sort by creation time: oldest first.
@@ -577,7 +586,7 @@ impl Store for RedisStore {
             .arg(timer.member())
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         Ok(())
     }
 
@@ -592,7 +601,7 @@ impl Store for RedisStore {
             .arg(Utc::now().timestamp_millis())
             .invoke_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         Ok(())
     }
 
@@ -605,7 +614,7 @@ impl Store for RedisStore {
             .arg(timer.member())
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         Ok(())
     }
 
@@ -620,7 +629,7 @@ impl Store for RedisStore {
                 .arg("WITHSCORES")
                 .query_async(&mut conn)
                 .await
-                .map_err(unavailable)?;
+                .map_err(|e| self.unavailable(e))?;
             if let Some((_, ms)) = first.first() {
                 next = Some(next.map_or(*ms, |n| n.min(*ms)));
             }
@@ -632,7 +641,7 @@ impl Store for RedisStore {
         let mut conn = self.conn.clone();
         super::audit::redis_head(&mut conn, &self.keys.audit_head())
             .await
-            .map_err(unavailable)
+            .map_err(|e| self.unavailable(e))
     }
 
     async fn audit_append(
@@ -652,7 +661,7 @@ impl Store for RedisStore {
             maxlen,
         )
         .await
-        .map_err(unavailable)?;
+        .map_err(|e| self.unavailable(e))?;
         // Unconfirmed: whether the entries stand shows in the head. If a failover took
         // them back, the writer chains them again on the head that stands.
         if matches!(appended, super::AuditAppend::Appended(_)) && conn.replicated().await.is_err() {
@@ -672,7 +681,7 @@ impl Store for RedisStore {
         let mut conn = self.conn.clone();
         super::audit::redis_range(&mut conn, &self.keys.audit(), after, count)
             .await
-            .map_err(unavailable)
+            .map_err(|e| self.unavailable(e))
     }
 }
 
