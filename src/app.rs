@@ -105,6 +105,18 @@ impl Application {
                     RedisStoreConfig {
                         deployment,
                         prefix: settings.redis_prefix.clone(),
+                        tls_ca: settings
+                            .redis_ca_file
+                            .as_ref()
+                            .map(|path| {
+                                std::fs::read(path).with_context(|| {
+                                    format!(
+                                        "GREENLIGHT_REDIS_CA_FILE: cannot read {}",
+                                        path.display()
+                                    )
+                                })
+                            })
+                            .transpose()?,
                     },
                     waiters.clone(),
                     shutdown.clone(),
@@ -139,6 +151,18 @@ impl Application {
                 None
             }
         };
+        // Found now rather than at the first request, whose message would go nowhere.
+        if slack.is_some() && settings.slack_default_channel.is_none() {
+            let unposted = loaded.policy.rules_without_channel();
+            if !unposted.is_empty() {
+                tracing::warn!(
+                    "no Slack channel for the approval messages of rule(s) {}: set \
+                     SLACK_DEFAULT_CHANNEL, `channel` in the policy's [defaults], or each \
+                     rule's `channel`",
+                    unposted.join(", ")
+                );
+            }
+        }
         let pagerduty = settings
             .pagerduty_routing_key
             .clone()

@@ -18,20 +18,30 @@ pub struct Settings {
     /// Redis URL; unset runs the embedded in-memory backend (one process, nothing kept).
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<SecretString>,
+    /// Prefix of every Redis key and channel (several deployments can share one Redis).
     #[arg(long, env = "GREENLIGHT_REDIS_PREFIX", default_value = "greenlight")]
     pub redis_prefix: String,
+    /// PEM file of the CA that signed the Redis server's certificate, for a `rediss://`
+    /// REDIS_URL whose certificate the system's trust store does not vouch for.
+    #[arg(long, env = "GREENLIGHT_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
     /// Redis Cluster seed nodes, `host:port,host:port`.
     #[arg(long, env = "GREENLIGHT_REDIS_CLUSTER")]
     pub redis_cluster: Option<String>,
     /// Policy file (TOML); unset uses the built-in default policy.
     #[arg(long, env = "GREENLIGHT_POLICY")]
     pub policy: Option<PathBuf>,
+    /// Slack bot token (`xoxb-…`); with the signing secret, approvals go to Slack.
     #[arg(long, env = "SLACK_BOT_TOKEN", hide_env_values = true)]
     pub slack_bot_token: Option<SecretString>,
+    /// Slack app signing secret: verifies Slack's clicks and slash commands.
     #[arg(long, env = "SLACK_SIGNING_SECRET", hide_env_values = true)]
     pub slack_signing_secret: Option<SecretString>,
+    /// Slack Web API base URL (tests point it at a fake Slack).
     #[arg(long, env = "SLACK_API_BASE", default_value = "https://slack.com/api")]
     pub slack_api_base: String,
+    /// Channel for approval messages when neither the rule nor the policy's `[defaults]`
+    /// names one, e.g. `#approvals` or a channel id.
     #[arg(long, env = "SLACK_DEFAULT_CHANNEL")]
     pub slack_default_channel: Option<String>,
     /// The Slack workspace (team id, `T…`) whose callbacks count; unset, the bot token's
@@ -45,14 +55,17 @@ pub struct Settings {
     /// PEM): still published in the JWKS and accepted by verify during a rotation.
     #[arg(long, env = "GREENLIGHT_GRANT_PREVIOUS_KEY", hide_env_values = true)]
     pub grant_previous_key: Option<SecretString>,
+    /// PagerDuty Events API v2 routing key, for escalation stages with `pagerduty = true`.
     #[arg(long, env = "PAGERDUTY_ROUTING_KEY", hide_env_values = true)]
     pub pagerduty_routing_key: Option<SecretString>,
+    /// PagerDuty Events API URL (tests point it at a fake).
     #[arg(
         long,
         env = "PAGERDUTY_EVENTS_URL",
         default_value = "https://events.pagerduty.com/v2/enqueue"
     )]
     pub pagerduty_events_url: String,
+    /// Secret (`whsec_…`) from which the key signing escalation webhooks is derived.
     #[arg(long, env = "GREENLIGHT_NOTIFY_SECRET", hide_env_values = true)]
     pub notify_secret: Option<SecretString>,
     /// Longest long-poll, in seconds.
@@ -88,6 +101,7 @@ impl Settings {
             public_url: None,
             redis_url: None,
             redis_prefix: "greenlight".into(),
+            redis_ca_file: None,
             redis_cluster: None,
             policy: None,
             slack_bot_token: None,

@@ -3,8 +3,12 @@
 //! every response carries an `x-request-id`.
 //!
 //! The recorder is global to the process, so every server of this binary adds to the same
-//! numbers: the tests take turns, and compare before and after.
+//! numbers: the tests take turns, and compare before and after. That is why this is a
+//! binary of its own, outside `tests/it`: the servers of the other tests would add to them.
 
+// This binary uses a small part of the shared setup.
+#[allow(dead_code)]
+#[path = "it/common/mod.rs"]
 mod common;
 
 use common::slack::{FakeSlack, block_action, interaction_body, signed_slack_headers};

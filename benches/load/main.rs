@@ -12,7 +12,7 @@
 //! the servers under a profiler.
 
 #[allow(dead_code, unused_imports, clippy::all)]
-#[path = "../../tests/common/mod.rs"]
+#[path = "../../tests/it/common/mod.rs"]
 mod common;
 mod fanout;
 mod http;

@@ -17,11 +17,13 @@ pub enum AuditCommand {
     /// Write the audit trail as JSON lines, oldest first, one entry as `GET /v1/audit`
     /// shows it per line (client settings from GREENLIGHT_URL, GREENLIGHT_CLIENT_ID,
     /// GREENLIGHT_CLIENT_SECRET; the client needs the auditor or admin role).
+    #[command(after_help = crate::cli::CLIENT_ENV)]
     Export(ExportArgs),
     /// Check the hash chain of an export (exit 0 and `ok: N entries, head HASH`), or of the
     /// live trail with --live; exit 1 with `broken at line L (entry ID): reason` when an
     /// entry was changed, removed, added or reordered. The first entry's `prev` is trusted
     /// (the trail may have been trimmed, or exported --since).
+    #[command(after_help = crate::cli::CLIENT_ENV)]
     Verify(VerifyArgs),
 }
 

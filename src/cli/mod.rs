@@ -14,6 +14,21 @@ use clap::{Args, Parser, Subcommand};
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// What every client command reads from the environment (outside clap, in
+/// `Client::from_env`), shown at the end of its `--help`.
+pub const CLIENT_ENV: &str = "Environment:
+  GREENLIGHT_URL               the server (default http://127.0.0.1:8080)
+  GREENLIGHT_CLIENT_ID         this client's id in the policy (default local)
+  GREENLIGHT_CLIENT_SECRET     its secret, whsec_... (required)
+  GREENLIGHT_CLIENT_REDIS_URL  optional: wait for decisions on this Redis instead of long-polling
+  GREENLIGHT_REDIS_PREFIX      the server's key prefix on that Redis (default greenlight)";
+
+/// What `serve` reads besides its options.
+const SERVE_ENV: &str = "Also read from the environment:
+  each client's secret, from the variable its `secret_env` names in the policy file
+    (GREENLIGHT_CLIENT_SECRET for the built-in policy)
+  RUST_LOG  log filter (default info)";
+
 /// The documented exit codes.
 pub mod exit {
     pub const APPROVED: u8 = 0;
@@ -29,7 +44,8 @@ pub mod exit {
 #[command(
     name = "greenlight",
     version,
-    about = "Just-in-time approval of dangerous actions"
+    about = "Just-in-time approval of dangerous actions",
+    after_help = "Each command's --help names the environment variables it reads."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -39,9 +55,11 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
+    #[command(after_help = SERVE_ENV)]
     Serve {
         #[command(flatten)]
         settings: Settings,
+        /// Log lines as JSON (for collectors) or pretty (for a terminal).
         #[arg(
             long,
             env = "GREENLIGHT_LOG_FORMAT",
@@ -51,15 +69,18 @@ enum Command {
         log_format: LogFormat,
     },
     /// Ask for approval of an action (exit 0 approved, 10 denied, 11 expired, 12 cancelled, 13 still pending).
+    #[command(after_help = CLIENT_ENV)]
     Request(RequestArgs),
     /// Run a command only once approved (with the grant in GREENLIGHT_GRANT); exits with the
     /// command's code, or 10 denied, 11 expired, 12 cancelled, 13 timed out, 1 error.
+    #[command(after_help = CLIENT_ENV)]
     Gate(GateArgs),
     /// Reverse proxy in front of an HTTP API: requests matching routes.toml wait for approval.
+    #[command(after_help = CLIENT_ENV)]
     Proxy(crate::proxy::cli::ProxyArgs),
     /// List pending actions with their ids (all of them for an admin or auditor client,
-    /// the client's own otherwise). Reads GREENLIGHT_URL, GREENLIGHT_CLIENT_ID,
-    /// GREENLIGHT_CLIENT_SECRET.
+    /// the client's own otherwise).
+    #[command(after_help = CLIENT_ENV)]
     Pending {
         /// At most this many (1 to 1000).
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
@@ -68,21 +89,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show an action.
+    /// Show an action (exit code as for `request`).
+    #[command(after_help = CLIENT_ENV)]
     Status {
+        /// The action's id (`act_…`).
         id: String,
+        /// Print the action object as JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Wait for an action's decision.
+    /// Wait for an action's decision (exit code as for `request`).
+    #[command(after_help = CLIENT_ENV)]
     Wait {
+        /// The action's id (`act_…`).
         id: String,
+        /// How long to wait; then exit 13 with the action still pending, e.g. `90s`, `10m`.
         #[arg(long, value_parser = parse_duration, default_value = "15m")]
         timeout: Duration,
+        /// Print the action object as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Decide an action yourself (break-glass; the client needs the admin role).
+    #[command(after_help = CLIENT_ENV)]
     Decide(DecideArgs),
     /// Lint a policy file or show which rule matches a request.
     #[command(subcommand)]
@@ -104,6 +133,7 @@ pub struct RequestArgs {
     /// Block until the action is decided (or --timeout passes).
     #[arg(long)]
     wait: bool,
+    /// With --wait: how long to wait; then exit 13 with the action still pending.
     #[arg(long, value_parser = parse_duration, default_value = "15m")]
     timeout: Duration,
     /// Print the action object as JSON.
@@ -114,20 +144,26 @@ pub struct RequestArgs {
 /// What `request` and `gate` ask for: the fields of an action request.
 #[derive(Args)]
 pub struct RequestFields {
+    /// What is to be done, e.g. `deploy.prod`, `db.drop_table` (policy rules match on it).
     #[arg(long)]
     action: String,
+    /// What it is done to, e.g. `svc/payments` (policy rules match on it).
     #[arg(long)]
     resource: String,
     /// The requester's id.
     #[arg(long, env = "GREENLIGHT_REQUESTER")]
     requester: String,
+    /// The requester's email (to find their Slack account, and so they cannot approve
+    /// themselves).
     #[arg(long)]
     email: Option<String>,
+    /// The requester's name, as approvers see it.
     #[arg(long)]
     name: Option<String>,
     /// The requester's Slack user id (so they get a DM and cannot approve themselves).
     #[arg(long)]
     slack_user: Option<String>,
+    /// Why, as approvers see it (a rule may require one).
     #[arg(long)]
     reason: Option<String>,
     /// Context entry `key=value` (repeatable); values that parse as JSON are taken as such.
@@ -136,6 +172,7 @@ pub struct RequestFields {
     /// How long the request stays open (capped by the policy), e.g. `10m`.
     #[arg(long, value_parser = parse_duration)]
     ttl: Option<Duration>,
+    /// Where the server POSTs the decided action (signed), e.g. `https://ci.example.com/hook`.
     #[arg(long)]
     callback_url: Option<String>,
 }
@@ -155,14 +192,17 @@ pub struct GateArgs {
 
 #[derive(Args)]
 pub struct DecideArgs {
+    /// The action's id (`act_…`).
     id: String,
     #[command(flatten)]
     outcome: OutcomeArgs,
+    /// Why, recorded in the decision and the audit trail.
     #[arg(long)]
     reason: Option<String>,
     /// Who decides (recorded in the decision); defaults to $USER.
     #[arg(long)]
     by: Option<String>,
+    /// Print the action object as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -172,8 +212,10 @@ pub struct DecideArgs {
 #[derive(Args)]
 #[group(required = true, multiple = false)]
 pub struct OutcomeArgs {
+    /// Approve the action.
     #[arg(long)]
     approve: bool,
+    /// Deny the action.
     #[arg(long)]
     deny: bool,
 }

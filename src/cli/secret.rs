@@ -26,6 +26,7 @@ enum Purpose {
 
 #[derive(Args)]
 pub struct DeriveArgs {
+    /// What the key is to verify.
     #[arg(long, value_enum)]
     purpose: Purpose,
     /// The environment variable holding the secret.

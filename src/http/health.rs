@@ -2,8 +2,10 @@
 
 use super::AppState;
 use super::error::ApiError;
-use super::openapi::ErrorBody;
+use crate::store::StoreError;
 use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
@@ -32,6 +34,27 @@ pub struct Readiness {
     slack: &'static str,
 }
 
+/// 503 from `/readyz`: the body every 503 has (`error`), and what is not ready and why.
+#[derive(Serialize, ToSchema)]
+pub struct NotReady {
+    #[schema(example = "not_ready")]
+    status: &'static str,
+    #[schema(example = "unreachable")]
+    store: &'static str,
+    /// Why, naming where the store was expected (never a password).
+    #[schema(example = "redis unreachable at 127.0.0.1:6379: Connection refused (os error 111)")]
+    reason: String,
+    error: NotReadyError,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NotReadyError {
+    #[schema(example = "unavailable")]
+    code: &'static str,
+    /// For people; may change between versions.
+    message: String,
+}
+
 /// The process is alive.
 #[utoipa::path(
     get,
@@ -52,15 +75,33 @@ pub(super) async fn healthz() -> Json<Liveness> {
     tag = "health",
     responses(
         (status = 200, description = "Ready", body = Readiness),
-        (status = 503, description = "The store cannot be reached", body = ErrorBody),
+        (status = 503, description = "The store cannot be reached; `reason` says where and why", body = NotReady),
     )
 )]
-pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
-    state.service.ping().await?;
-    let slack = state.slack.as_ref().map_or("disabled", |s| s.auth_status());
-    Ok(Json(Readiness {
-        status: "ready",
-        store: "ok",
-        slack,
-    }))
+pub(super) async fn readyz(State(state): State<AppState>) -> Response {
+    match state.service.ping().await {
+        Ok(()) => {
+            let slack = state.slack.as_ref().map_or("disabled", |s| s.auth_status());
+            Json(Readiness {
+                status: "ready",
+                store: "ok",
+                slack,
+            })
+            .into_response()
+        }
+        Err(StoreError::Unavailable(reason)) => {
+            tracing::warn!(%reason, "not ready");
+            let body = NotReady {
+                status: "not_ready",
+                store: "unreachable",
+                reason,
+                error: NotReadyError {
+                    code: "unavailable",
+                    message: ApiError::Unavailable.to_string(),
+                },
+            };
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
 }

@@ -1,6 +1,6 @@
 //! `GET /openapi.json`: the OpenAPI 3.1 document of the HTTP API, generated from the
 //! handlers' `#[utoipa::path]` attributes and the types' `ToSchema` derives, so that it
-//! cannot drift from the code. `tests/openapi.rs` checks real answers against it.
+//! cannot drift from the code. `tests/it/openapi.rs` checks real answers against it.
 
 use super::AppState;
 use super::{actions, admin, audit, grants, health};

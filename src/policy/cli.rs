@@ -13,15 +13,26 @@ use super::{MatchInput, Policy};
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Validate a policy file; warns about clients whose secret variable is unset.
-    Check { file: PathBuf },
+    /// Validate a policy file, reporting every error; warns about clients whose secret
+    /// variable is unset.
+    #[command(
+        after_help = "Reads the environment variable each client's `secret_env` names, only to warn when it is unset."
+    )]
+    Check {
+        /// The policy file (TOML).
+        file: PathBuf,
+    },
     /// Show which rule a request would match, what it requires, and why earlier rules missed.
     Explain {
+        /// The policy file (TOML).
         file: PathBuf,
+        /// The request's action, e.g. `deploy.prod`.
         #[arg(long)]
         action: String,
+        /// The request's resource, e.g. `svc/payments`.
         #[arg(long)]
         resource: String,
+        /// The requesting client's id (for rules with `match.client`).
         #[arg(long, default_value = "")]
         client: String,
         /// `key=value`; numbers and booleans are compared as JSON, anything else as a string.
@@ -145,7 +156,9 @@ fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
 }
 
 fn load(file: &Path) -> Option<Policy> {
-    Policy::load(file).map_err(|e| eprintln!("error: {e}")).ok()
+    Policy::load(file)
+        .map_err(|e| e.each().iter().for_each(|e| eprintln!("error: {e}")))
+        .ok()
 }
 
 /// Splits `key=value` at the first `=`.

@@ -20,6 +20,17 @@ pub enum PolicyError {
         line: Option<usize>,
         message: String,
     },
+    /// Several independent problems (two or more `Invalid`), in the order of their lines.
+    #[error("{}", join_lines(.0))]
+    Several(Vec<PolicyError>),
+}
+
+fn join_lines(errors: &[PolicyError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl PolicyError {
@@ -32,6 +43,16 @@ impl PolicyError {
         }
     }
 
+    /// One error for everything found: `None` when nothing was, the error itself when one
+    /// was, [`PolicyError::Several`] in line order otherwise.
+    pub(crate) fn all(mut errors: Vec<PolicyError>) -> Option<Self> {
+        if errors.len() > 1 {
+            errors.sort_by_key(|e| e.line());
+            return Some(PolicyError::Several(errors));
+        }
+        errors.pop()
+    }
+
     /// Attaches the file name once the caller knows it.
     pub(crate) fn with_path(self, p: PathBuf) -> Self {
         match self {
@@ -40,15 +61,27 @@ impl PolicyError {
                 line,
                 message,
             },
+            PolicyError::Several(errors) => {
+                PolicyError::Several(errors.into_iter().map(|e| e.with_path(p.clone())).collect())
+            }
             other => other,
         }
     }
 
-    /// The 1-based line the error is about, if any.
+    /// The 1-based line the error is about (the first one's, for several), if any.
     pub fn line(&self) -> Option<usize> {
         match self {
             PolicyError::Invalid { line, .. } => *line,
             PolicyError::Read { .. } => None,
+            PolicyError::Several(errors) => errors.first().and_then(PolicyError::line),
+        }
+    }
+
+    /// Each problem on its own: the errors of [`PolicyError::Several`], else this one.
+    pub fn each(&self) -> &[PolicyError] {
+        match self {
+            PolicyError::Several(errors) => errors,
+            one => std::slice::from_ref(one),
         }
     }
 }

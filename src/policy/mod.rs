@@ -131,6 +131,25 @@ impl Policy {
         }
     }
 
+    /// The rules (by name; `default` for requests that no rule matches, when those need
+    /// approval) that ask people to approve but name no Slack channel, neither themselves
+    /// nor in `[defaults]`: their approval messages go to `SLACK_DEFAULT_CHANNEL` or nowhere.
+    pub fn rules_without_channel(&self) -> Vec<&str> {
+        if self.defaults.channel.is_some() {
+            return Vec::new();
+        }
+        let mut names: Vec<&str> = self
+            .rules
+            .iter()
+            .filter(|r| r.decision == RuleDecision::Require && r.channel.is_none())
+            .map(|r| r.name.as_str())
+            .collect();
+        if RuleDecision::from(self.defaults.on_no_match) == RuleDecision::Require {
+            names.push("default");
+        }
+        names
+    }
+
     fn resolve<'p>(&'p self, rule: Option<&'p Rule>) -> Evaluation<'p> {
         let d = &self.defaults;
         match rule {

@@ -14,30 +14,47 @@ use super::error::{PolicyError, line_of};
 use super::model::*;
 use super::raw::*;
 
+/// Every semantic problem is reported, not only the first: each client, rotation, rule and
+/// the defaults are checked on their own. A TOML syntax or shape error stops at once (what
+/// follows it cannot be read reliably).
 pub(super) fn parse(src: &str) -> Result<Policy, PolicyError> {
     let raw: RawPolicy = toml::from_str(src).map_err(|e| toml_error(src, &e))?;
     let cx = Cx { src };
-    let oncall = cx.oncalls(raw.oncall)?;
-    let clients = cx.clients(raw.client)?;
+    let mut errors = Vec::new();
+    // Rules may name any rotation written in the file, even one with errors of its own, so
+    // that one mistake is not reported again at every rule that escalates to it.
+    let names: HashSet<String> = raw
+        .oncall
+        .iter()
+        .map(|o| o.get_ref().name.get_ref().clone())
+        .collect();
+    let names: HashSet<&str> = names.iter().map(String::as_str).collect();
+    let oncall = cx.oncalls(raw.oncall, &mut errors);
+    let clients = cx.clients(raw.client, &mut errors);
     let defaults = match raw.defaults {
-        Some(d) => cx.defaults(d.into_inner())?,
+        Some(d) => keep(&mut errors, cx.defaults(d.into_inner())).unwrap_or_default(),
         None => Defaults::default(),
     };
-    let names: HashSet<&str> = oncall.iter().map(|o| o.name.as_str()).collect();
     let mut rules = Vec::with_capacity(raw.rule.len());
     let mut seen: HashMap<String, usize> = HashMap::new();
     for r in raw.rule {
-        let rule = cx.rule(r, &names)?;
+        let Some(rule) = keep(&mut errors, cx.rule(r, &names)) else {
+            continue;
+        };
         if let Some(first) = seen.insert(rule.name.clone(), rule.line) {
-            return Err(cx.err_line(
+            errors.push(cx.err_line(
                 rule.line,
                 format!(
                     "rule {:?}: field `name`: duplicate rule name (first defined at line {first})",
                     rule.name
                 ),
             ));
+            continue;
         }
         rules.push(rule);
+    }
+    if let Some(e) = PolicyError::all(errors) {
+        return Err(e);
     }
     Ok(Policy {
         defaults,
@@ -45,6 +62,11 @@ pub(super) fn parse(src: &str) -> Result<Policy, PolicyError> {
         oncall,
         rules,
     })
+}
+
+/// The value, or `None` with its error added to `errors`.
+fn keep<T>(errors: &mut Vec<PolicyError>, result: Result<T, PolicyError>) -> Option<T> {
+    result.map_err(|e| errors.push(e)).ok()
 }
 
 /// Reports a TOML syntax or shape error in the same `LINE: message` form as our own checks,
@@ -170,119 +192,133 @@ impl Cx<'_> {
         })
     }
 
-    fn clients(&self, raw: Vec<Spanned<RawClient>>) -> Result<Vec<ClientSpec>, PolicyError> {
+    fn clients(
+        &self,
+        raw: Vec<Spanned<RawClient>>,
+        errors: &mut Vec<PolicyError>,
+    ) -> Vec<ClientSpec> {
         let mut seen: HashMap<String, usize> = HashMap::new();
-        let mut out = Vec::with_capacity(raw.len());
-        for c in raw {
-            let c = c.into_inner();
-            let id = self.non_empty(&c.id, "client", "id")?;
-            let what = format!("client {id:?}");
-            let line = line_of(self.src, c.id.span().start);
-            if let Some(first) = seen.insert(id.clone(), line) {
-                return Err(self.err(
-                    c.id.span(),
-                    &what,
-                    "id",
-                    format!("duplicate client id (first defined at line {first})"),
-                ));
-            }
-            let secret_env = self.non_empty(&c.secret_env, &what, "secret_env")?;
-            let roles = match c.roles {
-                None => vec![Role::Requester],
-                Some(list) if list.get_ref().is_empty() => {
-                    return Err(self.err(
-                        list.span(),
-                        &what,
-                        "roles",
-                        "must list at least one of requester, admin, auditor",
-                    ));
-                }
-                Some(list) => list
-                    .into_inner()
-                    .iter()
-                    .map(|r| {
-                        parse_enum(r.get_ref()).ok_or_else(|| {
-                            self.err(
-                                r.span(),
-                                &what,
-                                "roles",
-                                format!(
-                                    "unknown role {:?}, expected requester, admin or auditor",
-                                    r.get_ref()
-                                ),
-                            )
-                        })
-                    })
-                    .collect::<Result<_, _>>()?,
-            };
-            let max_pending = match c.max_pending {
-                None => DEFAULT_MAX_PENDING,
-                Some(n) => u32::try_from(*n.get_ref())
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| {
-                        self.err(
-                            n.span(),
-                            &what,
-                            "max_pending",
-                            "must be a whole number from 1 to 4294967295",
-                        )
-                    })?,
-            };
-            out.push(ClientSpec {
-                id,
-                secret_env,
-                roles,
-                callback_hosts: c.callback_hosts,
-                allow_insecure_callbacks: c.allow_insecure_callbacks,
-                max_pending,
-            });
-        }
-        Ok(out)
+        raw.into_iter()
+            .filter_map(|c| keep(errors, self.client(c.into_inner(), &mut seen)))
+            .collect()
     }
 
-    fn oncalls(&self, raw: Vec<Spanned<RawOncall>>) -> Result<Vec<Oncall>, PolicyError> {
-        let mut seen: HashMap<String, usize> = HashMap::new();
-        let mut out = Vec::with_capacity(raw.len());
-        for o in raw {
-            let o = o.into_inner();
-            let name = self.non_empty(&o.name, "oncall", "name")?;
-            let what = format!("oncall {name:?}");
-            if let Some(first) = seen.insert(name.clone(), line_of(self.src, o.name.span().start)) {
-                return Err(self.err(
-                    o.name.span(),
-                    &what,
-                    "name",
-                    format!("duplicate on-call name (first defined at line {first})"),
-                ));
-            }
-            if o.rotation.get_ref().is_empty()
-                || o.rotation.get_ref().iter().any(|u| u.trim().is_empty())
-            {
-                return Err(self.err(
-                    o.rotation.span(),
-                    &what,
-                    "rotation",
-                    "must list at least one Slack user, and no empty entries",
-                ));
-            }
-            let start = DateTime::parse_from_rfc3339(o.start.get_ref())
-                .map_err(|e| {
-                    self.err(
-                        o.start.span(),
-                        &what,
-                        "start",
-                        format!("{e}; expected RFC 3339 such as \"2026-01-05T09:00:00Z\""),
-                    )
-                })?
-                .with_timezone(&Utc);
-            out.push(Oncall {
-                name,
-                shift: self.duration(&o.shift, &what, "shift")?,
-                rotation: o.rotation.into_inner(),
-                start,
-            });
+    fn client(
+        &self,
+        c: RawClient,
+        seen: &mut HashMap<String, usize>,
+    ) -> Result<ClientSpec, PolicyError> {
+        let id = self.non_empty(&c.id, "client", "id")?;
+        let what = format!("client {id:?}");
+        let line = line_of(self.src, c.id.span().start);
+        if let Some(first) = seen.insert(id.clone(), line) {
+            return Err(self.err(
+                c.id.span(),
+                &what,
+                "id",
+                format!("duplicate client id (first defined at line {first})"),
+            ));
         }
-        Ok(out)
+        let secret_env = self.non_empty(&c.secret_env, &what, "secret_env")?;
+        let roles = match c.roles {
+            None => vec![Role::Requester],
+            Some(list) if list.get_ref().is_empty() => {
+                return Err(self.err(
+                    list.span(),
+                    &what,
+                    "roles",
+                    "must list at least one of requester, admin, auditor",
+                ));
+            }
+            Some(list) => list
+                .into_inner()
+                .iter()
+                .map(|r| {
+                    parse_enum(r.get_ref()).ok_or_else(|| {
+                        self.err(
+                            r.span(),
+                            &what,
+                            "roles",
+                            format!(
+                                "unknown role {:?}, expected requester, admin or auditor",
+                                r.get_ref()
+                            ),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let max_pending = match c.max_pending {
+            None => DEFAULT_MAX_PENDING,
+            Some(n) => u32::try_from(*n.get_ref())
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    self.err(
+                        n.span(),
+                        &what,
+                        "max_pending",
+                        "must be a whole number from 1 to 4294967295",
+                    )
+                })?,
+        };
+        Ok(ClientSpec {
+            id,
+            secret_env,
+            roles,
+            callback_hosts: c.callback_hosts,
+            allow_insecure_callbacks: c.allow_insecure_callbacks,
+            max_pending,
+        })
+    }
+
+    fn oncalls(&self, raw: Vec<Spanned<RawOncall>>, errors: &mut Vec<PolicyError>) -> Vec<Oncall> {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        raw.into_iter()
+            .filter_map(|o| keep(errors, self.oncall(o.into_inner(), &mut seen)))
+            .collect()
+    }
+
+    fn oncall(
+        &self,
+        o: RawOncall,
+        seen: &mut HashMap<String, usize>,
+    ) -> Result<Oncall, PolicyError> {
+        let name = self.non_empty(&o.name, "oncall", "name")?;
+        let what = format!("oncall {name:?}");
+        if let Some(first) = seen.insert(name.clone(), line_of(self.src, o.name.span().start)) {
+            return Err(self.err(
+                o.name.span(),
+                &what,
+                "name",
+                format!("duplicate on-call name (first defined at line {first})"),
+            ));
+        }
+        if o.rotation.get_ref().is_empty()
+            || o.rotation.get_ref().iter().any(|u| u.trim().is_empty())
+        {
+            return Err(self.err(
+                o.rotation.span(),
+                &what,
+                "rotation",
+                "must list at least one Slack user, and no empty entries",
+            ));
+        }
+        let start = DateTime::parse_from_rfc3339(o.start.get_ref())
+            .map_err(|e| {
+                self.err(
+                    o.start.span(),
+                    &what,
+                    "start",
+                    format!("{e}; expected RFC 3339 such as \"2026-01-05T09:00:00Z\""),
+                )
+            })?
+            .with_timezone(&Utc);
+        Ok(Oncall {
+            name,
+            shift: self.duration(&o.shift, &what, "shift")?,
+            rotation: o.rotation.into_inner(),
+            start,
+        })
     }
 }

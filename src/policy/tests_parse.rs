@@ -419,3 +419,36 @@ fn builtin_policy_requires_one_approval_and_has_a_local_client() {
     assert!(c.allow_insecure_callbacks);
     assert_eq!(Policy::builtin(None).defaults.channel, None);
 }
+
+#[test]
+fn every_independent_error_is_reported_in_line_order() {
+    let src = REFERENCE_EXAMPLE
+        .replace("roles = [\"requester\"] ", "roles = [\"boss\"]      ")
+        .replace("shift = \"7d\"", "shift = \"a week\"")
+        .replace("min_approvals = 2", "min_approvals = 0");
+    let err = Policy::parse(&src).unwrap_err();
+    let lines: Vec<String> = err.each().iter().map(ToString::to_string).collect();
+    let line_of = |needle: &str| src.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(
+        lines[0].starts_with(&format!("line {}: client", line_of("\"boss\""))),
+        "{lines:#?}"
+    );
+    assert!(lines[0].contains("field `roles`"), "{lines:#?}");
+    assert!(
+        lines[1].starts_with(&format!("line {}: oncall", line_of("a week"))),
+        "{lines:#?}"
+    );
+    assert!(lines[2].contains("field `min_approvals`"), "{lines:#?}");
+    assert_eq!(err.line(), Some(line_of("\"boss\"")));
+    // Displayed whole, one error a line.
+    assert_eq!(err.to_string(), lines.join("\n"));
+}
+
+#[test]
+fn a_rotation_with_an_error_is_not_reported_again_by_the_rules_naming_it() {
+    let src = REFERENCE_EXAMPLE.replace("shift = \"7d\"", "shift = \"a week\"");
+    let err = Policy::parse(&src).unwrap_err();
+    assert_eq!(err.each().len(), 1, "{err}");
+    assert!(err.to_string().contains("oncall \"dba\""), "{err}");
+}

@@ -17,12 +17,14 @@ pub struct ProxyArgs {
     /// The routes file (see docs/proxy.md).
     #[arg(long, env = "GREENLIGHT_PROXY_ROUTES")]
     routes: PathBuf,
+    /// Address the proxy listens on.
     #[arg(
         long,
         env = "GREENLIGHT_PROXY_LISTEN",
         default_value = "127.0.0.1:8081"
     )]
     listen: String,
+    /// Log lines as JSON (for collectors) or pretty (for a terminal).
     #[arg(
         long,
         env = "GREENLIGHT_LOG_FORMAT",

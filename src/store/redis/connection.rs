@@ -72,14 +72,15 @@ impl ClusterSeeds {
 
 #[derive(Clone)]
 pub enum NodeSource {
-    Fixed(redis::Client),
+    /// Boxed: with TLS built in, a `redis::Client` is some 240 bytes.
+    Fixed(Box<redis::Client>),
     Sentinel(SentinelConn),
 }
 
 impl NodeSource {
     pub async fn client(&self) -> RedisResult<redis::Client> {
         match self {
-            Self::Fixed(client) => Ok(client.clone()),
+            Self::Fixed(client) => Ok(client.as_ref().clone()),
             Self::Sentinel(s) => s.shared.sentinel.lock().await.async_get_client().await,
         }
     }
@@ -87,11 +88,29 @@ impl NodeSource {
 
 /// Opens the command connection lazily (commands fail, and callers fail closed, until
 /// Redis answers) and says where pub/sub connects.
-pub async fn open(deployment: &Deployment) -> anyhow::Result<(Conn, PubSubSource)> {
+pub async fn open(
+    deployment: &Deployment,
+    tls_ca: Option<Vec<u8>>,
+) -> anyhow::Result<(Conn, PubSubSource)> {
+    if tls_ca.is_some()
+        && !matches!(deployment, Deployment::Single { url } if url.starts_with("rediss://"))
+    {
+        anyhow::bail!("GREENLIGHT_REDIS_CA_FILE is for a rediss:// REDIS_URL (TLS) only");
+    }
     Ok(match deployment {
         Deployment::Single { url } => {
-            let client = redis::Client::open(url.as_str())
-                .map_err(|e| anyhow::anyhow!("REDIS_URL is not a valid Redis URL: {e}"))?;
+            let client = match tls_ca {
+                Some(ca) => redis::Client::build_with_tls(
+                    url.as_str(),
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(ca),
+                    },
+                )
+                .map_err(|e| anyhow::anyhow!("REDIS_URL with GREENLIGHT_REDIS_CA_FILE: {e}"))?,
+                None => redis::Client::open(url.as_str())
+                    .map_err(|e| anyhow::anyhow!("REDIS_URL is not a valid Redis URL: {e}"))?,
+            };
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(CONNECT_TIMEOUT))
                 .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -100,7 +119,7 @@ pub async fn open(deployment: &Deployment) -> anyhow::Result<(Conn, PubSubSource
             let conn = client.get_connection_manager_lazy(config)?;
             (
                 Conn::Single(conn),
-                PubSubSource::Node(NodeSource::Fixed(client)),
+                PubSubSource::Node(NodeSource::Fixed(Box::new(client))),
             )
         }
         Deployment::Sentinel {

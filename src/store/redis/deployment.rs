@@ -74,6 +74,28 @@ impl Deployment {
         })
     }
 
+    /// Where it is, for messages: `host:port` (or the list of them), never a password.
+    pub fn address(&self) -> String {
+        let list = |nodes: &[(String, u16)]| {
+            nodes
+                .iter()
+                .map(|(host, port)| host_port(host, *port))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        match self {
+            Self::Single { url } => match Url::parse(url) {
+                Ok(u) => host_port(u.host_str().unwrap_or("?"), u.port().unwrap_or(6379)),
+                // redis-rs refuses it too, with a message naming REDIS_URL.
+                Err(_) => "an unreadable REDIS_URL".into(),
+            },
+            Self::Sentinel {
+                sentinels, master, ..
+            } => format!("master `{master}` of sentinels {}", list(sentinels)),
+            Self::Cluster { nodes, .. } => list(nodes),
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Self::Single { .. } => "a single Redis server".into(),
@@ -87,6 +109,15 @@ impl Deployment {
                 format!("Redis Cluster ({} seed nodes)", nodes.len())
             }
         }
+    }
+}
+
+/// `host:port`, with brackets around an IPv6 host (`Url::host_str` keeps them already).
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 

@@ -55,6 +55,9 @@ const WRITE_ATTEMPTS: usize = 3;
 pub struct RedisStoreConfig {
     pub deployment: Deployment,
     pub prefix: String,
+    /// PEM of the CA that signed a `rediss://` server's certificate (GREENLIGHT_REDIS_CA_FILE),
+    /// when the system's trust store does not vouch for it.
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 /// Where and when a decision is published (see the module docs).
@@ -97,14 +100,18 @@ pub struct RedisStore {
     set_slack: Script,
     audit_append: Script,
     subscribed: Arc<AtomicBool>,
-}
-
-fn unavailable(e: redis::RedisError) -> StoreError {
-    crate::metrics::redis_error();
-    StoreError::Unavailable(e.to_string())
+    /// Where Redis is (`host:port`, never a password), named when it cannot be reached.
+    address: String,
 }
 
 impl RedisStore {
+    /// A command failed: counted, and the error names where Redis is (never a password),
+    /// so every log line and answer that carries it says which Redis did not answer.
+    fn unavailable(&self, e: redis::RedisError) -> StoreError {
+        crate::metrics::redis_error();
+        StoreError::Unavailable(format!("redis at {}: {e}", self.address))
+    }
+
     /// Builds the store; on a single server or Sentinel without waiting for Redis (commands
     /// fail, and callers fail closed, until it answers); on Cluster after discovering the
     /// topology. Spawns the subscriber task, which stops on `shutdown`.
@@ -113,9 +120,11 @@ impl RedisStore {
         waiters: Arc<Waiters>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Arc<Self>> {
-        let (conn, pubsub) = connection::open(&config.deployment).await?;
+        let (conn, pubsub) = connection::open(&config.deployment, config.tls_ca).await?;
+        let address = config.deployment.address();
         tracing::info!(
             deployment = config.deployment.describe(),
+            address,
             prefix = config.prefix,
             "using Redis"
         );
@@ -135,6 +144,7 @@ impl RedisStore {
             set_slack: Script::new(SET_SLACK),
             audit_append: Script::new(super::audit::APPEND),
             subscribed: Arc::default(),
+            address,
         });
         subscriber::spawn(pubsub, store.clone(), waiters, shutdown);
         Ok(store)
@@ -203,7 +213,7 @@ impl RedisStore {
                     .arg(member)
                     .query_async(&mut conn)
                     .await
-                    .map_err(unavailable)?;
+                    .map_err(|e| self.unavailable(e))?;
             }
         }
         Ok(())
@@ -220,7 +230,9 @@ impl RedisStore {
             let mut conn = self.conn.clone();
             match conn.durable_read(read, &fence).await {
                 Ok(value) => return Ok(value),
-                Err(e) if tokio::time::Instant::now() >= deadline => return Err(unavailable(e)),
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    return Err(self.unavailable(e));
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "waiting for Redis to settle after a failover");
                     tokio::time::sleep(backoff).await;
@@ -254,7 +266,7 @@ impl RedisStore {
                 .arg(self.keys.client_pending(other, client))
                 .query_async(&mut conn)
                 .await
-                .map_err(unavailable)?;
+                .map_err(|e| self.unavailable(e))?;
             total += n;
         }
         Ok(total)
@@ -276,7 +288,7 @@ impl RedisStore {
             .arg(now_ms + lease.as_millis() as i64)
             .invoke_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         let mut timers = Vec::with_capacity(claimed.len());
         for (member, due) in claimed {
             if member.starts_with(PUBLISH_TIMER) {
@@ -293,10 +305,11 @@ impl RedisStore {
 impl Store for RedisStore {
     async fn ping(&self) -> StoreResult<()> {
         let mut conn = self.conn.clone();
-        let _: String = cmd("PING")
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        // What `/readyz` answers with: where Redis was expected, and why it did not answer.
+        let _: String = cmd("PING").query_async(&mut conn).await.map_err(|e| {
+            crate::metrics::redis_error();
+            StoreError::Unavailable(format!("redis unreachable at {}: {e}", self.address))
+        })?;
         Ok(())
     }
 
@@ -337,7 +350,7 @@ impl Store for RedisStore {
                 .arg(ttl.as_millis().max(1) as u64)
                 .query_async(&mut conn)
                 .await
-                .map_err(unavailable)?;
+                .map_err(|e| self.unavailable(e))?;
             let standing: Option<String> = if set.is_some() {
                 if conn.replicated().await.is_ok() {
                     return Ok(None);
@@ -350,7 +363,7 @@ impl Store for RedisStore {
                     .arg(&key)
                     .query_async(&mut conn)
                     .await
-                    .map_err(unavailable)?
+                    .map_err(|e| self.unavailable(e))?
             };
             match standing {
                 Some(s) if s == stored => return Ok(None),
@@ -367,7 +380,7 @@ impl Store for RedisStore {
             .arg(self.keys.flag(ns, key))
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         Ok(n > 0)
     }
 
@@ -405,8 +418,10 @@ impl Store for RedisStore {
                 inv.arg(*due).arg(member);
             }
             let mut conn = self.conn.clone();
-            let existing: Option<String> =
-                inv.invoke_async(&mut conn).await.map_err(unavailable)?;
+            let existing: Option<String> = inv
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| self.unavailable(e))?;
             match existing.as_deref() {
                 Some("full") => return Ok(Created::TooManyPending),
                 Some(existing) => return parse_existing(existing),
@@ -432,7 +447,7 @@ impl Store for RedisStore {
             .arg("slack")
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         let (Some(rev), Some(json)) = (rev, json) else {
             return Ok(None);
         };
@@ -480,7 +495,10 @@ impl Store for RedisStore {
             inv.arg(t.member());
         }
         let mut conn = self.conn.clone();
-        let applied: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
+        let applied: i64 = inv
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
         if applied <= 0 {
             return Ok(false);
         }
@@ -506,7 +524,7 @@ impl Store for RedisStore {
             .arg(json)
             .invoke_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         Ok(())
     }
 
@@ -518,7 +536,7 @@ impl Store for RedisStore {
                 .arg(self.keys.pending(shard))
                 .query_async(&mut conn)
                 .await
-                .map_err(unavailable)?;
+                .map_err(|e| self.unavailable(e))?;
             total += n;
         }
         Ok(total)
@@ -532,7 +550,7 @@ impl Store for RedisStore {
                 .arg(self.keys.pending(shard))
                 .query_async(&mut conn)
                 .await
-                .map_err(unavailable)?;
+                .map_err(|e| self.unavailable(e))?;
             ids.extend(members.iter().filter_map(|id| id.parse::<ActionId>().ok()));
         }
         // ULIDs sort by creation time: oldest first.
@@ -568,7 +586,7 @@ impl Store for RedisStore {
             .arg(timer.member())
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         Ok(())
     }
 
@@ -583,7 +601,7 @@ impl Store for RedisStore {
             .arg(Utc::now().timestamp_millis())
             .invoke_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         Ok(())
     }
 
@@ -596,7 +614,7 @@ impl Store for RedisStore {
             .arg(timer.member())
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         Ok(())
     }
 
@@ -611,7 +629,7 @@ impl Store for RedisStore {
                 .arg("WITHSCORES")
                 .query_async(&mut conn)
                 .await
-                .map_err(unavailable)?;
+                .map_err(|e| self.unavailable(e))?;
             if let Some((_, ms)) = first.first() {
                 next = Some(next.map_or(*ms, |n| n.min(*ms)));
             }
@@ -623,7 +641,7 @@ impl Store for RedisStore {
         let mut conn = self.conn.clone();
         super::audit::redis_head(&mut conn, &self.keys.audit_head())
             .await
-            .map_err(unavailable)
+            .map_err(|e| self.unavailable(e))
     }
 
     async fn audit_append(
@@ -643,7 +661,7 @@ impl Store for RedisStore {
             maxlen,
         )
         .await
-        .map_err(unavailable)?;
+        .map_err(|e| self.unavailable(e))?;
         // Unconfirmed: whether the entries stand shows in the head. If a failover took
         // them back, the writer chains them again on the head that stands.
         if matches!(appended, super::AuditAppend::Appended(_)) && conn.replicated().await.is_err() {
@@ -663,7 +681,7 @@ impl Store for RedisStore {
         let mut conn = self.conn.clone();
         super::audit::redis_range(&mut conn, &self.keys.audit(), after, count)
             .await
-            .map_err(unavailable)
+            .map_err(|e| self.unavailable(e))
     }
 }
 

@@ -70,7 +70,7 @@ async fn node_subscriber(
         };
         match pubsub {
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "decision subscriber cannot connect to Redis");
+                tracing::warn!(error = %e, retry_in = ?backoff, "decision subscriber cannot connect to Redis at {}", store.address);
             }
             Ok(pubsub) => {
                 tracing::info!(pattern, "decision subscriber connected");
@@ -96,7 +96,10 @@ async fn node_subscriber(
                         }
                     }
                     store.subscribed.store(false, Ordering::Relaxed);
-                    tracing::warn!("decision subscriber lost its Redis connection; reconnecting");
+                    tracing::warn!(
+                        "decision subscriber lost its connection to Redis at {}; reconnecting",
+                        store.address
+                    );
                 }
                 // Else some waiter could not be re-read: start over, so none is forgotten.
             }
@@ -147,7 +150,7 @@ async fn cluster_subscriber(
         };
         match conn {
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "decision subscriber cannot connect to Redis Cluster");
+                tracing::warn!(error = %e, retry_in = ?backoff, "decision subscriber cannot connect to Redis Cluster at {}", store.address);
             }
             Ok(_conn) => {
                 tracing::info!(
