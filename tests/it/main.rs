@@ -31,6 +31,7 @@ mod notify;
 mod oncall;
 mod openapi;
 mod proxy;
+mod quickstart;
 mod reload;
 mod secret;
 mod serve;
