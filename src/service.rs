@@ -8,14 +8,12 @@ use crate::domain::{
     VoteKind, VoteRejected, from_json,
 };
 use crate::grants::GrantKeys;
-use crate::policy::{ClientSpec, MatchInput, Policy, Role, RuleDecision};
-use crate::signing::Secret;
+use crate::policy::{MatchInput, Role, RuleDecision};
 use crate::store::{Created, NewAction, Store, StoreError, Timer, TimerKind};
 use crate::waiters::Waiters;
 use bytes::Bytes;
 use chrono::{SubsecRound, Utc};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -24,35 +22,15 @@ use tokio_util::sync::CancellationToken;
 mod webhook_ids;
 pub use webhook_ids::{SignedUse, WebhookIdUse};
 mod cas;
+mod clients;
 mod door;
+pub mod grants;
+
+pub use clients::{Client, Loaded, load};
 
 pub use door::Timers;
 
 use cas::CasError;
-
-/// A client as the server knows it: its policy entry and its secrets (several during a
-/// rotation: the variable may hold space-separated `whsec_` values).
-#[derive(Debug)]
-pub struct Client {
-    pub spec: ClientSpec,
-    pub secrets: Vec<Secret>,
-}
-
-impl Client {
-    pub fn id(&self) -> &str {
-        &self.spec.id
-    }
-
-    fn can_read_all(&self) -> bool {
-        self.spec.has_role(Role::Admin) || self.spec.has_role(Role::Auditor)
-    }
-}
-
-/// The policy with the clients resolved from it, swapped whole on reload.
-pub struct Loaded {
-    pub policy: Policy,
-    pub clients: HashMap<String, Arc<Client>>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -361,7 +339,7 @@ impl Service {
                 events.extend(AuditEvent::auto_decided(&action));
                 self.audit.record_all(events).await;
                 crate::metrics::action_created(client.id(), &action.policy.rule);
-                crate::metrics::decided(&action, crate::metrics::By::Policy);
+                cas::count_decision(&action, crate::metrics::By::Policy);
                 if action.is_pending() {
                     self.timers_changed.notify_one();
                 }

@@ -11,7 +11,7 @@ use common::process::{Deployment, ServeProcess};
 use common::slack::{FakeSlack, block_action, interaction_body, signed_slack_headers};
 use common::topology::{RedisCluster, RedisSentinel};
 use common::{Api, Backend, SLACK_SIGNING_SECRET, request};
-use greenlight::audit::cli::fetch_and_verify;
+use greenlight::cli::audit::fetch_and_verify;
 use greenlight::client::Client;
 use serde_json::Value;
 use std::collections::HashMap;

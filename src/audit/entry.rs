@@ -245,6 +245,19 @@ pub enum Origin<'a> {
     Timer,
 }
 
+/// What decided an action, for the metrics: the origin of its last change.
+impl From<&Origin<'_>> for crate::metrics::By {
+    fn from(origin: &Origin<'_>) -> Self {
+        use crate::metrics::By;
+        match origin {
+            Origin::Vote { .. } => By::Slack,
+            Origin::BreakGlass { .. } => By::Admin,
+            Origin::Client(_) => By::Cancel,
+            Origin::Timer => By::Timer,
+        }
+    }
+}
+
 impl AuditEvent {
     pub fn new(kind: EventKind) -> Self {
         Self {

@@ -25,12 +25,11 @@
 //!   printed by `verify` somewhere else (a ticket, write-once storage) is what makes such
 //!   a rewrite detectable later.
 
-pub mod cli;
 pub mod entry;
 pub mod verify;
 
 pub use entry::{AuditEvent, Entry, EventKind, GENESIS, Origin};
-pub use verify::{Broken, Problem, Verified, Verifier};
+pub use verify::{Broken, Problem, Verified, Verifier, verify_lines};
 
 use crate::domain::ActionId;
 use crate::store::{AuditAppend, NewAuditEntry, Store, StoreResult};

@@ -7,22 +7,23 @@ use super::{AppState, parse_json};
 use crate::domain::{Action, ActionId, Outcome};
 use crate::policy::Role;
 use crate::service::{ActionBody, CreateOutcome};
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use std::time::Duration;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/actions", post(create).get(list))
-        .route("/v1/actions/{id}", get(show))
-        .route("/v1/actions/{id}/wait", get(wait))
-        .route("/v1/actions/{id}/cancel", post(cancel))
-        .route("/v1/actions/{id}/decision", post(decide))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(show))
+        .routes(routes!(wait))
+        .routes(routes!(cancel))
+        .routes(routes!(decide))
 }
 
 /// Ids that are not well formed cannot exist: answer as for a missing action.

@@ -6,14 +6,15 @@ use super::signed::SignedRequest;
 use super::{AppState, parse_json};
 use crate::policy::Role;
 use crate::reload::{ReloadError, Trigger};
+use axum::Json;
 use axum::extract::State;
-use axum::routing::post;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/admin/reload", post(reload))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(reload))
 }
 
 /// An empty object, the only body `reload` takes (it may also have none).

@@ -8,14 +8,15 @@ use crate::audit::{DEFAULT_LIMIT, MAX_LIMIT, Page};
 use crate::domain::ActionId;
 use crate::policy::Role;
 use crate::store::parse_stream_id;
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/audit", get(list))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -6,6 +6,7 @@
 //! `Authorization` header and appears in no log, error or `Debug` output.
 
 use super::render::Message;
+use crate::metrics::SlackResult;
 use reqwest::header::CONTENT_TYPE;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -67,6 +68,19 @@ pub enum SlackError {
     /// No answer: connection, TLS or timeout (after the last attempt).
     #[error("cannot reach slack: {0}")]
     Transport(String),
+}
+
+/// How a Slack call ended, for the metrics.
+impl SlackResult {
+    fn of<T>(result: &Result<T, SlackError>) -> Self {
+        match result {
+            Ok(_) => SlackResult::Ok,
+            Err(SlackError::Api(_)) => SlackResult::Error,
+            Err(SlackError::RateLimited { .. }) => SlackResult::RateLimited,
+            Err(SlackError::Http(_)) => SlackResult::Http,
+            Err(SlackError::Transport(_)) => SlackResult::Unreachable,
+        }
+    }
 }
 
 impl SlackError {
@@ -356,7 +370,7 @@ impl SlackApi {
 
     async fn send(&self, target: &Target<'_>, body: Body<'_>) -> Result<Value, SlackError> {
         let result = self.send_with_retries(target, body).await;
-        crate::metrics::slack_call(target.label, &result);
+        crate::metrics::slack_call(target.label, SlackResult::of(&result));
         result
     }
 

@@ -21,9 +21,10 @@ mod subscriber;
 pub use deployment::Deployment;
 pub use keys::CLUSTER_SHARDS;
 
+use super::at_rest::{idempotency_record, parse_claimed, parse_existing};
 use super::{
     Created, DECIDED_RETENTION, IDEMPOTENCY_TTL, NewAction, SlackState, Store, StoreError,
-    StoreResult, Timer, Versioned, memory::parse_existing,
+    StoreResult, Timer, Versioned,
 };
 use crate::domain::{Action, ActionId};
 use crate::waiters::Waiters;
@@ -388,7 +389,7 @@ impl Store for RedisStore {
                 .key(self.keys.pending(shard))
                 .key(self.keys.timers(shard))
                 .key(self.keys.client_pending(shard, new.client))
-                .arg(format!("{} {id}", new.body_hash))
+                .arg(idempotency_record(new.body_hash, id))
                 .arg(IDEMPOTENCY_TTL.as_secs())
                 .arg(id.as_str())
                 .arg(new.action.status.as_str())
@@ -665,17 +666,4 @@ impl Store for RedisStore {
             .await
             .map_err(unavailable)
     }
-}
-
-/// A claimed timer this version knows. One it does not (written by a newer replica
-/// during a rolling upgrade) is left under its lease for a replica that knows it.
-pub(super) fn parse_claimed(member: &str, due_ms: i64) -> Option<Timer> {
-    let timer = Timer::parse(member, due_ms);
-    if timer.is_none() {
-        tracing::warn!(
-            member,
-            "leaving a timer of a kind this version does not know"
-        );
-    }
-    timer
 }

@@ -1,11 +1,11 @@
 //! What `POST /v1/grants/verify` and `POST /v1/actions/{id}/revoke` do beyond the
 //! signature: scope, revocation and single use, shared by every replica through the store.
 
-use super::{Claims, GrantRejection};
+use super::{Client, Service, ServiceError, ServiceResult};
 use crate::audit::AuditEvent;
 use crate::domain::{Action, ActionId, Status};
+use crate::grants::{Claims, GrantRejection};
 use crate::policy::Role;
-use crate::service::{Client, Service, ServiceError, ServiceResult};
 use crate::store::StoreResult;
 use chrono::{DateTime, Utc};
 use std::time::Duration;

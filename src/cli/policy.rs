@@ -8,8 +8,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use serde_json::{Map, Value};
 
-use super::model::format_instant;
-use super::{MatchInput, Policy};
+use crate::policy::{MatchInput, Policy, format_instant};
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
@@ -99,7 +98,7 @@ impl OncallArgs {
                     "error: no policy file: pass --policy FILE or set GREENLIGHT_POLICY \
                      (on-call rotations are defined by [[oncall]] tables in it)"
                 );
-                ExitCode::from(crate::cli::exit::USAGE)
+                ExitCode::from(super::exit::USAGE)
             }
         }
     }
