@@ -26,9 +26,11 @@
 //!   a rewrite detectable later.
 
 pub mod entry;
+pub mod events;
 pub mod verify;
 
-pub use entry::{AuditEvent, Entry, EventKind, GENESIS, Origin};
+pub use entry::{Entry, GENESIS};
+pub use events::{AuditEvent, EventKind, Origin};
 pub use verify::{Broken, Problem, Verified, Verifier, verify_lines};
 
 use crate::domain::ActionId;
