@@ -18,6 +18,7 @@ pub mod outbound;
 pub mod policy;
 pub mod proxy;
 pub mod reload;
+pub mod retry;
 pub mod service;
 pub mod signing;
 pub mod slack;

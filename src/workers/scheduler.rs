@@ -11,6 +11,7 @@
 
 use super::LEASE;
 use super::run::{Pool, Worker};
+use crate::retry::Backoff;
 use crate::service::Service;
 use crate::store::StoreError;
 use chrono::{DateTime, Utc};
@@ -21,6 +22,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub const MAX_SLEEP: Duration = Duration::from_secs(1);
+/// The sleep after a step failed to reach the store: from 200 ms, doubling, to 5 s.
+const STORE_ERROR: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
 const BATCH: usize = 100;
 /// When a claimed timer whose pool is full is tried again: it goes back to the store,
 /// behind what is due now, so a full pool never holds up another pool's timers.
@@ -116,7 +119,7 @@ impl Scheduler {
     /// after the signal, so nothing claimed is left unstarted.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut running = JoinSet::new();
-        let mut backoff = Duration::from_millis(100);
+        let mut delays = STORE_ERROR.delays();
         loop {
             while let Some(ended) = running.try_join_next() {
                 log_panic(ended);
@@ -124,7 +127,7 @@ impl Scheduler {
             let mut wake_on_end = false;
             let sleep = match self.step(Utc::now(), &mut running).await {
                 Ok(step) => {
-                    backoff = Duration::from_millis(100);
+                    delays.reset();
                     wake_on_end = step.short_of_slots;
                     self.sample_pending().await;
                     if step.full_batch && step.started > 0 {
@@ -137,8 +140,7 @@ impl Scheduler {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "scheduler cannot reach the store");
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    backoff
+                    delays.next_delay()
                 }
             };
             tokio::select! {

@@ -1,9 +1,10 @@
 //! How one Slack call is sent: per-channel pacing of posts, then attempts until an answer
 //! that is final, retrying rate limits (after `Retry-After`), 5xx answers and network
-//! errors.
+//! errors with the one retry policy (`retry.rs`).
 
 use super::*;
 use crate::metrics::SlackResult;
+use crate::retry::{self, Backoff, retry};
 
 /// Per HTTP attempt, including reading the body.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -70,44 +71,43 @@ impl SlackApi {
     ) -> Result<Value, SlackError> {
         let policy = &self.retry;
         let attempts = policy.attempts.max(1);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+        let backoff = Backoff::new(policy.base_backoff, policy.max_backoff).with_jitter();
+        let body = &body;
+        retry(target.label, attempts, backoff, |attempt| async move {
             let last = attempt >= attempts;
-            let wait = match self.attempt(target, &body).await {
+            match self.attempt(target, body).await {
                 Attempt::Done(v) => {
                     tracing::debug!(method = target.label, attempt, "slack call ok");
-                    return Ok(v);
+                    retry::Attempt::Done(Ok(v))
                 }
                 Attempt::Failed(err) => {
                     tracing::debug!(method = target.label, attempt, error = %err, "slack call failed");
-                    return Err(err);
+                    retry::Attempt::Done(Err(err))
                 }
                 Attempt::RateLimited(retry_after) => {
                     crate::metrics::slack_rate_limited();
+                    let err = SlackError::RateLimited { retry_after };
                     if last || retry_after > policy.max_inline_wait {
-                        let err = SlackError::RateLimited { retry_after };
                         tracing::warn!(method = target.label, attempt, error = %err, "slack call rate limited");
-                        return Err(err);
+                        return retry::Attempt::Done(Err(err));
                     }
-                    retry_after
+                    retry::Attempt::Again {
+                        error: err,
+                        wait: Some(retry_after),
+                    }
                 }
                 Attempt::Retry(err) => {
                     if last {
                         tracing::warn!(method = target.label, attempt, error = %err, "slack call failed after retries");
-                        return Err(err);
                     }
-                    crate::outbound::backoff(policy.base_backoff, policy.max_backoff, attempt)
+                    retry::Attempt::Again {
+                        error: err,
+                        wait: None,
+                    }
                 }
-            };
-            tracing::debug!(
-                method = target.label,
-                attempt,
-                wait_ms = wait.as_millis() as u64,
-                "retrying slack call"
-            );
-            tokio::time::sleep(wait).await;
-        }
+            }
+        })
+        .await
     }
 
     async fn attempt(&self, target: &Target<'_>, body: &Body<'_>) -> Attempt {

@@ -26,6 +26,7 @@ pub use keys::CLUSTER_SHARDS;
 use super::at_rest::parse_claimed;
 use super::{Store, StoreError, StoreResult, Timer};
 use crate::domain::ActionId;
+use crate::retry::Backoff;
 use crate::waiters::Waiters;
 use chrono::Utc;
 use connection::Conn;
@@ -43,6 +44,8 @@ const PUBLISH_TIMER: &str = "publish:";
 const PUBLISH_GRACE: Duration = Duration::from_secs(10);
 /// How long a write whose replication went unconfirmed may take to find out what stands.
 const RESOLVE_FOR: Duration = Duration::from_secs(15);
+/// Between reads while a deployment settles after a failover: from 100 ms, doubling, to 1 s.
+const SETTLE: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
 /// Writes retried when a failover (Sentinel) took them back.
 const WRITE_ATTEMPTS: usize = 3;
 
@@ -200,7 +203,7 @@ impl RedisStore {
     /// deployment settles, for up to [`RESOLVE_FOR`].
     async fn what_stands<T: redis::FromRedisValue>(&self, read: &redis::Cmd) -> StoreResult<T> {
         let deadline = tokio::time::Instant::now() + RESOLVE_FOR;
-        let mut backoff = Duration::from_millis(100);
+        let mut delays = SETTLE.delays();
         let fence = self.keys.flag("fence", "replication");
         loop {
             let mut conn = self.conn.clone();
@@ -209,8 +212,7 @@ impl RedisStore {
                 Err(e) if tokio::time::Instant::now() >= deadline => return Err(unavailable(e)),
                 Err(e) => {
                     tracing::debug!(error = %e, "waiting for Redis to settle after a failover");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    tokio::time::sleep(delays.next_delay()).await;
                 }
             }
         }
