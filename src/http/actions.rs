@@ -5,7 +5,6 @@ use super::openapi::{ErrorBody, SignedErrors};
 use super::signed::{SignedCreate, SignedNoBody, SignedRequest};
 use super::{AppState, parse_json};
 use crate::domain::{Action, ActionId, Outcome};
-use crate::policy::Role;
 use crate::service::{ActionBody, CreateOutcome};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -67,12 +66,6 @@ async fn create(
     State(state): State<AppState>,
     signed: SignedCreate,
 ) -> Result<(StatusCode, Json<Action>), ApiError> {
-    let spec = &signed.client.spec;
-    if !spec.has_role(Role::Requester) && !spec.has_role(Role::Admin) {
-        return Err(ApiError::Forbidden(
-            "creating actions needs the requester role".into(),
-        ));
-    }
     match state
         .service
         .create(&signed.client, &signed.request_id, &signed.body)

@@ -4,8 +4,8 @@ use super::error::ApiError;
 use super::openapi::{ErrorBody, SignedErrors};
 use super::signed::SignedRequest;
 use super::{AppState, parse_json};
-use crate::policy::Role;
 use crate::reload::{ReloadError, Trigger};
+use crate::service::Permission;
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -57,11 +57,7 @@ pub(super) async fn reload(
     State(state): State<AppState>,
     signed: SignedRequest,
 ) -> Result<Json<ReloadAnswer>, ApiError> {
-    if !signed.client.spec.has_role(Role::Admin) {
-        return Err(ApiError::Forbidden(
-            "reloading the policy needs the admin role".into(),
-        ));
-    }
+    signed.client.authorize(Permission::ReloadPolicy)?;
     if !signed.body.is_empty() {
         parse_json::<NoFields>(&signed.body)?;
     }

@@ -36,14 +36,12 @@ impl Service {
         match self.audited_change(id, origin, change).await {
             Ok(Some(action)) => Ok(action),
             Ok(None) => Err(ServiceError::NotFound),
-            Err(CasError::Change(e)) => Err(ServiceError::Conflict(e.to_string())),
-            Err(CasError::Expired(_)) => Err(ServiceError::Conflict(
-                AlreadyDecided(Status::Expired).to_string(),
-            )),
+            Err(CasError::Change(e)) => Err(ServiceError::AlreadyDecided(e)),
+            Err(CasError::Expired(_)) => Err(ServiceError::AlreadyDecided(AlreadyDecided(
+                Status::Expired,
+            ))),
             Err(CasError::Store(e)) => Err(ServiceError::Store(e)),
-            Err(CasError::Contended) => Err(ServiceError::Conflict(
-                "the action kept changing; try again".into(),
-            )),
+            Err(CasError::Contended) => Err(ServiceError::Contended),
         }
     }
 

@@ -1,10 +1,11 @@
 //! Moving an action out of `pending`: cancel by its client, a break-glass decision, a vote,
 //! the expiry deadline. Each is one compare-and-set step (`cas.rs`).
 
-use super::{CasError, Client, Service, ServiceError, ServiceResult, VoteError};
+use super::{
+    CasError, Client, Forbidden, Permission, Service, ServiceError, ServiceResult, VoteError,
+};
 use crate::audit::Origin;
 use crate::domain::{Action, ActionId, DecidedBy, Outcome, VoteKind, VoteRejected};
-use crate::policy::Role;
 use crate::store::StoreError;
 
 impl Service {
@@ -17,9 +18,7 @@ impl Service {
     ) -> ServiceResult<Action> {
         let action = self.get(client, id).await?;
         if action.client != client.id() {
-            return Err(ServiceError::Forbidden(
-                "only the client that created an action may cancel it".into(),
-            ));
+            return Err(Forbidden::NotTheCreator.into());
         }
         let by = client.id().to_owned();
         self.transition(id, Origin::Client(client.id()), |a, now| {
@@ -42,15 +41,9 @@ impl Service {
         by: &str,
         reason: Option<String>,
     ) -> ServiceResult<Action> {
-        if !client.spec.has_role(Role::Admin) {
-            return Err(ServiceError::Forbidden(
-                "deciding an action needs the admin role".into(),
-            ));
-        }
+        client.authorize(Permission::DecideActions)?;
         if !matches!(outcome, Outcome::Approved | Outcome::Denied) {
-            return Err(ServiceError::Invalid(
-                "outcome: must be `approved` or `denied`".into(),
-            ));
+            return Err(ServiceError::BreakGlassOutcome(outcome));
         }
         self.read(id).await?;
         let origin = Origin::BreakGlass {
@@ -95,9 +88,7 @@ impl Service {
                 .map(|v| v.action)
                 .ok_or(ServiceError::NotFound),
             Err(CasError::Store(e)) => Err(ServiceError::Store(e)),
-            Err(CasError::Contended) => Err(ServiceError::Conflict(
-                "the action kept changing; try again".into(),
-            )),
+            Err(CasError::Contended) => Err(ServiceError::Contended),
         }
     }
 

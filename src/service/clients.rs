@@ -2,7 +2,7 @@
 //! at start and again on reload, and swapped in whole.
 
 use crate::config::Settings;
-use crate::policy::{ClientSpec, Policy, Role};
+use crate::policy::{ClientSpec, Policy};
 use crate::signing::Secret;
 use anyhow::bail;
 use std::collections::HashMap;
@@ -19,10 +19,6 @@ pub struct Client {
 impl Client {
     pub fn id(&self) -> &str {
         &self.spec.id
-    }
-
-    pub(super) fn can_read_all(&self) -> bool {
-        self.spec.has_role(Role::Admin) || self.spec.has_role(Role::Auditor)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Intake: a signed request becomes an action under the policy, decided at once or left
 //! pending for people, exactly once per `webhook-id`.
 
-use super::{Client, CreateOutcome, Service, ServiceError, ServiceResult};
+use super::{Client, CreateOutcome, Permission, Service, ServiceError, ServiceResult};
 use crate::audit::AuditEvent;
 use crate::domain::{
     Action, ActionRequest, DecidedBy, Outcome, PolicySnapshot, StagePlan, Status, from_json,
@@ -20,10 +20,11 @@ impl Service {
         request_id: &str,
         body: &[u8],
     ) -> ServiceResult<CreateOutcome> {
-        let request: ActionRequest = from_json(body).map_err(ServiceError::Invalid)?;
+        client.authorize(Permission::CreateActions)?;
+        let request: ActionRequest = from_json(body).map_err(ServiceError::InvalidRequest)?;
         let request = request
             .validate(&client.spec)
-            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+            .map_err(|e| ServiceError::InvalidRequest(e.to_string()))?;
 
         let loaded = self.loaded();
         let eval = loaded.policy.evaluate(&MatchInput {
@@ -33,10 +34,7 @@ impl Service {
             context: &request.context,
         });
         if eval.reason_required && request.reason.is_none() {
-            return Err(ServiceError::Invalid(format!(
-                "reason: required by rule `{}`",
-                eval.rule_name
-            )));
+            return Err(ServiceError::ReasonRequired(eval.rule_name));
         }
         if eval.decision == RuleDecision::Require
             && !eval.allow_self_approval
@@ -155,9 +153,7 @@ impl Service {
                 action_id,
             } => {
                 if stored != body_hash {
-                    return Err(ServiceError::Conflict(
-                        "this webhook-id was already used with a different body".into(),
-                    ));
+                    return Err(ServiceError::WebhookIdReused);
                 }
                 let action = self.read(&action_id).await?;
                 Ok(CreateOutcome::Repeated(action))

@@ -3,7 +3,7 @@
 //! HTTP handlers, Slack callbacks and timers all come through here.
 
 use crate::audit::{self, Audit};
-use crate::domain::{Action, ActionId, Status, VoteRejected};
+use crate::domain::{Action, ActionId, AlreadyDecided, Outcome, Status, VoteRejected};
 use crate::grants::GrantKeys;
 use crate::store::{Store, StoreError, Timer, TimerKind};
 use crate::waiters::Waiters;
@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 mod webhook_ids;
 pub use webhook_ids::{SignedUse, WebhookIdUse};
+mod authz;
 mod cas;
 mod changes;
 mod clients;
@@ -24,32 +25,49 @@ mod door;
 pub mod grants;
 mod reads;
 
+pub use authz::{Forbidden, Permission};
 pub use clients::{Client, Loaded, load};
 
 pub use door::Timers;
 
 use cas::CasError;
 
+/// Why a use case refused or failed, typed: the HTTP layer (`http/error.rs`) maps each
+/// to its status, code and wording.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    Forbidden(String),
+    /// The body is not a valid action request; the parser's description of what is wrong.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The matching rule (named) requires a reason and the request gave none.
+    #[error("rule `{0}` requires a reason")]
+    ReasonRequired(String),
+    /// A break-glass decision may only approve or deny.
+    #[error("a break-glass decision cannot set {0:?}")]
+    BreakGlassOutcome(Outcome),
+    #[error(transparent)]
+    Forbidden(#[from] Forbidden),
+    /// No such action, or one the client may not see.
     #[error("no such action")]
     NotFound,
-    #[error("{0}")]
-    Conflict(String),
-    /// The matching rule forbids self-approval, and nothing in the request tells
+    /// This client already used this `webhook-id` with another body.
+    #[error("webhook-id reused with another body")]
+    WebhookIdReused,
+    /// The action already left pending.
+    #[error(transparent)]
+    AlreadyDecided(AlreadyDecided),
+    /// Only an approved action has a grant to revoke; this one has the status given.
+    #[error("no grant to revoke: the action is {0}")]
+    NoGrant(Status),
+    /// Concurrent writers kept changing the action.
+    #[error("the action kept changing")]
+    Contended,
+    /// The matching rule (named) forbids self-approval, and nothing in the request tells
     /// approvers apart from the requester.
-    #[error(
-        "requester: rule `{0}` forbids self-approval, so the requester needs `email` or `slack_user_id` to be told apart from the approvers"
-    )]
+    #[error("rule `{0}` cannot tell the requester from approvers")]
     RequesterUnverifiable(String),
     /// The client already has this many actions pending (its `max_pending`).
-    #[error(
-        "this client already has {0} pending actions, its limit (max_pending); wait for some to be decided"
-    )]
+    #[error("client at its max_pending ({0})")]
     TooManyPending(u32),
     #[error(transparent)]
     Store(#[from] StoreError),

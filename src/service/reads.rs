@@ -1,7 +1,8 @@
-//! Reading actions: one, a client's pending ones, or waiting for a decision; who may read
-//! what is decided here.
+//! Reading: an action, a client's pending ones, waiting for a decision, the audit trail;
+//! who may read what is decided here.
 
-use super::{ActionBody, Client, Service, ServiceError, ServiceResult};
+use super::{ActionBody, Client, Permission, Service, ServiceError, ServiceResult};
+use crate::audit::Audit;
 use crate::domain::{Action, ActionId};
 use crate::store::StoreError;
 use chrono::Utc;
@@ -17,7 +18,7 @@ impl Service {
 
     fn authorize_read(client: &Client, action: &Action) -> ServiceResult<()> {
         // Another client's action answers like a missing one: ids are not disclosed.
-        if action.client == client.id() || client.can_read_all() {
+        if action.client == client.id() || client.may(Permission::ReadAllActions) {
             Ok(())
         } else {
             Err(ServiceError::NotFound)
@@ -98,7 +99,7 @@ impl Service {
     pub async fn pending_for(&self, client: &Client, limit: usize) -> ServiceResult<Vec<Action>> {
         // Pending actions carry no grant, so there is no token to hide.
         let mut actions = self
-            .pending(if client.can_read_all() {
+            .pending(if client.may(Permission::ReadAllActions) {
                 limit
             } else {
                 usize::MAX
@@ -119,5 +120,11 @@ impl Service {
             }
         }
         Ok(actions)
+    }
+
+    /// The audit trail, for a client allowed to read it.
+    pub fn audit_for(&self, client: &Client) -> ServiceResult<&Audit> {
+        client.authorize(Permission::ReadAudit)?;
+        Ok(&self.audit)
     }
 }
