@@ -31,7 +31,7 @@ use crate::waiters::Waiters;
 use chrono::Utc;
 use connection::Conn;
 use keys::Keys;
-use redis::{Script, cmd};
+use redis::cmd;
 use scripts::Scripts;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -88,7 +88,6 @@ pub struct RedisStore {
     announce: Announce,
     keys: Keys,
     scripts: Scripts,
-    audit_append: Script,
     subscribed: Arc<AtomicBool>,
 }
 
@@ -122,7 +121,6 @@ impl RedisStore {
             announce,
             keys: Keys::new(&config.prefix, cluster),
             scripts: Scripts::new(),
-            audit_append: Script::new(super::audit::APPEND),
             subscribed: Arc::default(),
         });
         subscriber::spawn(pubsub, store.clone(), waiters, shutdown);

@@ -349,21 +349,24 @@ impl Store for RedisStore {
         maxlen: u64,
     ) -> StoreResult<AuditAppend> {
         let mut conn = self.conn.clone();
-        let keys = (self.keys.audit(), self.keys.audit_head());
-        let appended = audit::redis_append(
-            &mut conn,
-            &self.audit_append,
-            (&keys.0, &keys.1),
+        let call = scripts::AppendAudit {
+            keys: &self.keys,
             expected_head,
-            entries,
             maxlen,
-        )
-        .await
-        .map_err(unavailable)?;
+            entries,
+        };
+        let reply: Vec<String> = call
+            .invocation(&self.scripts)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let appended = audit::redis_append_reply(reply);
         // Unconfirmed: whether the entries stand shows in the head. If a failover took
         // them back, the writer chains them again on the head that stands.
         if matches!(appended, AuditAppend::Appended(_)) && conn.replicated().await.is_err() {
-            let head: Option<String> = self.what_stands(cmd("GET").arg(&keys.1)).await?;
+            let head: Option<String> = self
+                .what_stands(cmd("GET").arg(self.keys.audit_head()))
+                .await?;
             if head.as_deref() != entries.last().map(|e| e.hash) {
                 return Ok(AuditAppend::HeadMoved(head));
             }

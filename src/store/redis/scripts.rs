@@ -4,7 +4,7 @@
 
 use super::keys::Keys;
 use crate::domain::ActionId;
-use crate::store::{DECIDED_RETENTION, IDEMPOTENCY_TTL, Timer};
+use crate::store::{DECIDED_RETENTION, IDEMPOTENCY_TTL, NewAuditEntry, Timer};
 use redis::{Script, ScriptInvocation};
 
 /// The scripts, loaded once per store (`EVALSHA`, falling back to `EVAL` on a new node).
@@ -14,6 +14,7 @@ pub(super) struct Scripts {
     claim: Script,
     finish_if_current: Script,
     set_slack: Script,
+    audit_append: Script,
 }
 
 impl Scripts {
@@ -24,6 +25,7 @@ impl Scripts {
             claim: Script::new(include_str!("../scripts/claim.lua")),
             finish_if_current: Script::new(include_str!("../scripts/finish_if_current.lua")),
             set_slack: Script::new(include_str!("../scripts/set_slack.lua")),
+            audit_append: Script::new(include_str!("../scripts/audit_append.lua")),
         }
     }
 }
@@ -180,6 +182,30 @@ impl SetSlack<'_> {
     pub(super) fn invocation<'s>(&self, scripts: &'s Scripts) -> ScriptInvocation<'s> {
         let mut inv = scripts.set_slack.prepare_invoke();
         inv.key(self.keys.action(self.id)).arg(self.json);
+        inv
+    }
+}
+
+/// `audit_append.lua`: appends entries only if the chain's head is still `expected_head`
+/// (compare-and-set), then makes the last one's hash the head.
+pub(super) struct AppendAudit<'a> {
+    pub keys: &'a Keys,
+    pub expected_head: Option<&'a str>,
+    /// Trims the stream to about this many entries (0: keep everything).
+    pub maxlen: u64,
+    pub entries: &'a [NewAuditEntry<'a>],
+}
+
+impl AppendAudit<'_> {
+    pub(super) fn invocation<'s>(&self, scripts: &'s Scripts) -> ScriptInvocation<'s> {
+        let mut inv = scripts.audit_append.prepare_invoke();
+        inv.key(self.keys.audit())
+            .key(self.keys.audit_head())
+            .arg(self.expected_head.unwrap_or(""))
+            .arg(self.maxlen);
+        for entry in self.entries {
+            inv.arg(entry.hash).arg(entry.json);
+        }
         inv
     }
 }
