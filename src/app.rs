@@ -6,21 +6,20 @@ use crate::grants::GrantKeys;
 use crate::http::{self, AppState};
 use crate::notify::pagerduty::PagerDuty;
 use crate::notify::webhook::WebhookNotifier;
-use crate::policy::Policy;
 use crate::reload::{Reloader, Trigger};
-use crate::service::{Client, Loaded, Service};
+use crate::service::{Service, load};
 use crate::signing::{KeyPurpose, Secret};
 use crate::slack::Slack;
 use crate::slack::api::SlackApi;
 use crate::store::{Deployment, MemoryStore, RedisStore, RedisStoreConfig, Store};
 use crate::waiters::Waiters;
+use crate::workers::LEASE;
 use crate::workers::callbacks::Callbacks;
 use crate::workers::escalation::Escalator;
 use crate::workers::run::Worker;
-use crate::workers::scheduler::{LEASE, Scheduler};
+use crate::workers::scheduler::Scheduler;
 use anyhow::{Context, bail};
 use secrecy::ExposeSecret;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,51 +36,6 @@ pub struct Application {
     webhooks: WebhookNotifier,
     shutdown: CancellationToken,
     settings: Settings,
-}
-
-/// Reads the policy and resolves every client's secrets. A missing or malformed secret
-/// fails the start with the variable's name (never its value).
-pub fn load(settings: &Settings) -> anyhow::Result<Loaded> {
-    let (policy, builtin) = match &settings.policy {
-        Some(path) => (Policy::load(path)?, false),
-        None => (
-            Policy::builtin(settings.slack_default_channel.as_deref()),
-            true,
-        ),
-    };
-    let mut clients = HashMap::new();
-    for spec in &policy.clients {
-        let Some(raw) = settings.secret(&spec.secret_env) else {
-            // A server whose only client cannot sign would answer every call
-            // "unknown client": say what is missing now instead.
-            if builtin {
-                bail!(
-                    "{} is not set: the built-in policy (GREENLIGHT_POLICY is unset) has one client, `{}`, whose secret it is (e.g. {}=whsec_$(head -c 32 /dev/urandom | base64))",
-                    spec.secret_env,
-                    spec.id,
-                    spec.secret_env
-                );
-            }
-            bail!(
-                "client `{}`: environment variable {} (its secret) is not set",
-                spec.id,
-                spec.secret_env
-            );
-        };
-        let secrets = raw
-            .split_ascii_whitespace()
-            .map(Secret::parse)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| anyhow::anyhow!("{}: secret {e}", spec.secret_env))?;
-        clients.insert(
-            spec.id.clone(),
-            Arc::new(Client {
-                spec: spec.clone(),
-                secrets,
-            }),
-        );
-    }
-    Ok(Loaded { policy, clients })
 }
 
 impl Application {

@@ -6,6 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// How many timers of each pool run at once by default (`GREENLIGHT_TIMER_CONCURRENCY`).
+pub const DEFAULT_TIMER_CONCURRENCY: u16 = 32;
+
 /// `greenlight serve` settings: every field can come from its environment variable or a flag.
 #[derive(Clone, Debug, clap::Args)]
 pub struct Settings {
@@ -82,7 +85,7 @@ pub struct Settings {
     #[arg(
         long,
         env = "GREENLIGHT_TIMER_CONCURRENCY",
-        default_value_t = crate::workers::scheduler::DEFAULT_CONCURRENCY,
+        default_value_t = DEFAULT_TIMER_CONCURRENCY,
         value_parser = clap::value_parser!(u16).range(1..=1024)
     )]
     pub timer_concurrency: u16,
@@ -117,7 +120,7 @@ impl Settings {
             max_wait_seconds: 60,
             audit_maxlen: 1_000_000,
             shutdown_timeout_seconds: 25,
-            timer_concurrency: crate::workers::scheduler::DEFAULT_CONCURRENCY,
+            timer_concurrency: DEFAULT_TIMER_CONCURRENCY,
             secrets: HashMap::new(),
         }
     }

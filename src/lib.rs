@@ -16,6 +16,7 @@ pub mod outbound;
 pub mod policy;
 pub mod proxy;
 pub mod reload;
+pub mod retry;
 pub mod service;
 pub mod slack;
 pub mod sql;

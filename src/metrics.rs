@@ -6,8 +6,6 @@
 //! process: tests run many servers in one process, so [`install`] is idempotent and the
 //! numbers are the sum over every server of the process.
 
-use crate::audit::Origin;
-use crate::domain::{Action, Status};
 use ::metrics::{
     Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
 };
@@ -164,17 +162,6 @@ impl By {
     }
 }
 
-impl From<&Origin<'_>> for By {
-    fn from(origin: &Origin<'_>) -> Self {
-        match origin {
-            Origin::Vote { .. } => By::Slack,
-            Origin::BreakGlass { .. } => By::Admin,
-            Origin::Client(_) => By::Cancel,
-            Origin::Timer => By::Timer,
-        }
-    }
-}
-
 /// A new action (not an idempotent repeat). Client ids and rule names come from the
 /// policy file, so they are a small set the operator chose.
 pub fn action_created(client: &str, rule: &str) {
@@ -182,24 +169,14 @@ pub fn action_created(client: &str, rule: &str) {
         .increment(1);
 }
 
-/// `action` was just decided by `by`: counts the decision and observes its time to
-/// decision. Nothing for an action still pending (a vote short of the quorum).
-pub fn decided(action: &Action, by: impl Into<By>) {
-    let by = by.into();
-    let Some(decision) = &action.decision else {
-        return;
-    };
-    if action.status == Status::Pending {
-        return;
-    }
-    let outcome = action.status.as_str();
+/// An action left pending with `outcome` (its status), decided by `by`, `time_to_decision`
+/// after it was created: counts the decision and observes its time to decision (0 for a
+/// policy decision, which is made at creation).
+pub fn decided(outcome: &'static str, by: By, time_to_decision: Duration) {
     counter!(DECISIONS, "outcome" => outcome, "by" => by.as_str()).increment(1);
     let seconds = match by {
         By::Policy => 0.0,
-        _ => (decision.decided_at - action.created_at)
-            .to_std()
-            .unwrap_or_default()
-            .as_secs_f64(),
+        _ => time_to_decision.as_secs_f64(),
     };
     histogram!(TIME_TO_DECISION, "outcome" => outcome).record(seconds);
 }
@@ -215,13 +192,10 @@ pub fn waiter_removed() {
     gauge!(WAITERS).decrement(1.0);
 }
 
-/// Samples what lives in the store: the pending actions of every replica. Called on each
-/// scheduler step; a failure leaves the last value (and counts as a Redis error).
-pub async fn sample_store(service: &crate::service::Service) {
-    match service.pending_count().await {
-        Ok(n) => gauge!(PENDING_ACTIONS).set(n as f64),
-        Err(e) => tracing::debug!(error = %e, "cannot count pending actions"),
-    }
+/// The pending actions of every replica, as last counted in the store (the scheduler
+/// samples it on each step).
+pub fn pending_actions(count: u64) {
+    gauge!(PENDING_ACTIONS).set(count as f64);
 }
 
 /// Escalation stage `stage` (from 1) was reached. Stages are numbered by the rule, so few.
@@ -265,19 +239,6 @@ impl SlackResult {
             SlackResult::RateLimited => "rate_limited",
             SlackResult::Http => "http_error",
             SlackResult::Unreachable => "unreachable",
-        }
-    }
-}
-
-impl<T> From<&Result<T, crate::slack::api::SlackError>> for SlackResult {
-    fn from(result: &Result<T, crate::slack::api::SlackError>) -> Self {
-        use crate::slack::api::SlackError;
-        match result {
-            Ok(_) => SlackResult::Ok,
-            Err(SlackError::Api(_)) => SlackResult::Error,
-            Err(SlackError::RateLimited { .. }) => SlackResult::RateLimited,
-            Err(SlackError::Http(_)) => SlackResult::Http,
-            Err(SlackError::Transport(_)) => SlackResult::Unreachable,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Pieces every outbound HTTP client here shares (Slack, PagerDuty, webhooks): reading
-//! `Retry-After`, exponential backoff with jitter, and error text that never shows a URL.
+//! `Retry-After`, and error text that never shows a URL. How they retry is `retry.rs`.
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use std::time::Duration;
@@ -14,15 +14,6 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
     let ms = (at.timestamp_millis() - chrono::Utc::now().timestamp_millis()).clamp(0, 86_400_000);
     Some(Duration::from_millis(ms as u64))
-}
-
-/// `base * 2^(attempt-1)`, capped at `max`, then "equal jitter": a random point in its
-/// upper half, so concurrent retries spread out but never come too soon.
-pub fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
-    let exp = 1u32 << attempt.saturating_sub(1).min(16);
-    let full = base.saturating_mul(exp).min(max);
-    let half = full / 2;
-    half + half.mul_f64(rand::random::<f64>())
 }
 
 /// The error and its causes, without the URL (webhook and `response_url`s carry tokens).
@@ -41,25 +32,7 @@ pub fn describe(e: reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::Retry;
     use reqwest::header::HeaderValue;
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        let retry = Retry::default();
-        for (attempt, full) in [
-            (1, 500),
-            (2, 1000),
-            (3, 2000),
-            (4, 4000),
-            (5, 8000),
-            (9, 8000),
-        ] {
-            let d = backoff(retry.base_backoff, retry.max_backoff, attempt);
-            let full = Duration::from_millis(full);
-            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
-        }
-    }
 
     #[test]
     fn retry_after_takes_seconds_or_a_date() {

@@ -1,10 +1,9 @@
 //! Policy reload, one implementation for `SIGHUP` and `POST /v1/admin/reload`: re-read the
 //! policy file and the client secrets, swap them in whole, or refuse and keep what runs.
 
-use crate::app::load;
 use crate::audit::AuditEvent;
 use crate::config::Settings;
-use crate::service::Service;
+use crate::service::{Service, load};
 use std::sync::Arc;
 
 /// Who asked for a reload, for the log and the audit trail.

@@ -25,14 +25,16 @@
 //!   printed by `verify` somewhere else (a ticket, write-once storage) is what makes such
 //!   a rewrite detectable later.
 
-pub mod cli;
 pub mod entry;
+pub mod events;
 pub mod verify;
 
-pub use entry::{AuditEvent, Entry, EventKind, GENESIS, Origin};
-pub use verify::{Broken, Problem, Verified, Verifier};
+pub use entry::{Entry, GENESIS};
+pub use events::{AuditEvent, EventKind, Origin};
+pub use verify::{Broken, Problem, Verified, Verifier, verify_lines};
 
 use crate::domain::ActionId;
+use crate::retry::Backoff;
 use crate::store::{AuditAppend, NewAuditEntry, Store, StoreResult};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -57,6 +59,8 @@ const BATCH: usize = 256;
 const APPEND_ATTEMPTS: usize = 100;
 /// Failed Redis calls retried per batch (backing off to 1 s: about 15 s in all).
 const ERROR_RETRIES: usize = 20;
+/// Between retries of a failed Redis call: from 50 ms, doubling, to 1 s.
+const ERROR_BACKOFF: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
 
 /// The audit trail of this process: cheap to clone, shared by everything that records.
 #[derive(Clone)]
@@ -221,7 +225,7 @@ impl Inner {
     /// [`ERROR_RETRIES`] steps before the batch is reported lost.
     async fn append(&self, known: &mut Option<Option<String>>, batch: &[Queued]) {
         let mut errors = 0;
-        let mut backoff = Duration::from_millis(50);
+        let mut delays = ERROR_BACKOFF.delays();
         let mut last_attempt: Option<String> = None;
         for attempt in 0..APPEND_ATTEMPTS {
             let head = match known.take() {
@@ -233,8 +237,7 @@ impl Inner {
                         if errors > ERROR_RETRIES {
                             return lost(batch, &e.to_string());
                         }
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        tokio::time::sleep(delays.next_delay()).await;
                         continue;
                     }
                 },
@@ -287,8 +290,7 @@ impl Inner {
                     }
                     tracing::warn!(error = %e, "audit append failed; checking the head and retrying");
                     last_attempt = Some(prev);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    tokio::time::sleep(delays.next_delay()).await;
                 }
             }
         }

@@ -1,16 +1,19 @@
 //! The `greenlight` command line: the server, and a client for scripts
 //! and people, whose exit codes tell the outcome.
 
+pub mod audit;
 mod commands;
 mod gate;
+mod policy;
 mod progress;
+mod proxy;
 mod secret;
 
-use crate::audit::cli::AuditCommand;
 use crate::config::Settings;
-use crate::policy::cli::{OncallArgs, PolicyCommand, parse_context};
 use crate::telemetry::LogFormat;
+use audit::AuditCommand;
 use clap::{Args, Parser, Subcommand};
+use policy::{OncallArgs, PolicyCommand, parse_context};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -77,7 +80,7 @@ enum Command {
     Gate(GateArgs),
     /// Reverse proxy in front of an HTTP API: requests matching routes.toml wait for approval.
     #[command(after_help = CLIENT_ENV)]
-    Proxy(crate::proxy::cli::ProxyArgs),
+    Proxy(proxy::ProxyArgs),
     /// List pending actions with their ids (all of them for an admin or auditor client,
     /// the client's own otherwise).
     #[command(after_help = CLIENT_ENV)]

@@ -1,14 +1,13 @@
 //! Grants: the signed token every approval carries, so that a service
 //! can check offline, against the published JWKS, that an action really was approved.
 //!
-//! `keys` holds the Ed25519 keys and turns an approved action into a JWT and back;
-//! `check` adds what needs the store: scope, revocation and single use.
+//! `keys` holds the Ed25519 keys and turns an approved action into a JWT and back; what
+//! needs the store (scope, revocation and single use) is a use case of the service
+//! (`service/grants.rs`).
 
-mod check;
 mod keys;
 mod provider;
 
-pub use check::{REVOKED, USED, VerifyRequest, check, revoke, verify};
 pub use greenlight_client::Claims;
 pub use keys::{GrantKeys, generate_signing_key};
 

@@ -4,16 +4,17 @@ use super::error::ApiError;
 use super::openapi::{ErrorBody, SignedErrors};
 use super::signed::SignedRequest;
 use super::{AppState, parse_json};
-use crate::policy::Role;
 use crate::reload::{ReloadError, Trigger};
+use crate::service::Permission;
+use axum::Json;
 use axum::extract::State;
-use axum::routing::post;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/admin/reload", post(reload))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(reload))
 }
 
 /// An empty object, the only body `reload` takes (it may also have none).
@@ -56,11 +57,7 @@ pub(super) async fn reload(
     State(state): State<AppState>,
     signed: SignedRequest,
 ) -> Result<Json<ReloadAnswer>, ApiError> {
-    if !signed.client.spec.has_role(Role::Admin) {
-        return Err(ApiError::Forbidden(
-            "reloading the policy needs the admin role".into(),
-        ));
-    }
+    signed.client.authorize(Permission::ReloadPolicy)?;
     if !signed.body.is_empty() {
         parse_json::<NoFields>(&signed.body)?;
     }

@@ -6,16 +6,16 @@ use super::error::ApiError;
 use super::signed::SignedNoBody;
 use crate::audit::{DEFAULT_LIMIT, MAX_LIMIT, Page};
 use crate::domain::ActionId;
-use crate::policy::Role;
 use crate::store::parse_stream_id;
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/audit", get(list))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -49,12 +49,7 @@ async fn list(
     query: Result<Query<AuditQuery>, QueryRejection>,
     signed: SignedNoBody,
 ) -> Result<Json<Page>, ApiError> {
-    let spec = &signed.client.spec;
-    if !spec.has_role(Role::Auditor) && !spec.has_role(Role::Admin) {
-        return Err(ApiError::Forbidden(
-            "reading the audit trail needs the auditor or admin role".into(),
-        ));
-    }
+    let audit = state.service.audit_for(&signed.client)?;
     let Query(query) = query.map_err(|e| ApiError::Invalid(e.body_text()))?;
     let after = query.after.filter(|a| !a.is_empty());
     if after
@@ -76,9 +71,7 @@ async fn list(
         Some(0) => return Err(ApiError::Invalid("limit: at least 1".into())),
         Some(n) => n.min(MAX_LIMIT as u64) as usize,
     };
-    let page = state
-        .service
-        .audit()
+    let page = audit
         .page(after.as_deref(), limit, action_id.as_ref())
         .await?;
     Ok(Json(page))

@@ -1,7 +1,7 @@
 //! The one HTTP error type: `{"error": {"code", "message"}}` with the documented statuses.
 
 use crate::error::{ErrorBody, ErrorCode};
-use crate::service::ServiceError;
+use crate::service::{Forbidden, Permission, ServiceError};
 use crate::store::StoreError;
 use axum::Json;
 use axum::http::{StatusCode, header};
@@ -73,19 +73,61 @@ impl ApiError {
     }
 }
 
+/// Each typed refusal of the service as the API words it.
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         match e {
-            ServiceError::Invalid(m) => ApiError::Invalid(m),
-            ServiceError::Forbidden(m) => ApiError::Forbidden(m),
-            ServiceError::NotFound => ApiError::NotFound("no such action".into()),
-            ServiceError::Conflict(m) => ApiError::Conflict(m),
-            e @ ServiceError::RequesterUnverifiable(_) => {
-                ApiError::RequesterUnverifiable(e.to_string())
+            ServiceError::InvalidRequest(m) => ApiError::Invalid(m),
+            ServiceError::ReasonRequired(rule) => {
+                ApiError::Invalid(format!("reason: required by rule `{rule}`"))
             }
-            e @ ServiceError::TooManyPending(_) => ApiError::TooManyPending(e.to_string()),
+            ServiceError::BreakGlassOutcome(_) => {
+                ApiError::Invalid("outcome: must be `approved` or `denied`".into())
+            }
+            ServiceError::Forbidden(f) => ApiError::Forbidden(forbidden_message(f).into()),
+            ServiceError::NotFound => ApiError::NotFound("no such action".into()),
+            ServiceError::WebhookIdReused => {
+                ApiError::Conflict("this webhook-id was already used with a different body".into())
+            }
+            ServiceError::AlreadyDecided(e) => ApiError::Conflict(e.to_string()),
+            ServiceError::NoGrant(status) => ApiError::Conflict(format!(
+                "action is {status}: only an approved action has a grant to revoke"
+            )),
+            ServiceError::Contended => {
+                ApiError::Conflict("the action kept changing; try again".into())
+            }
+            ServiceError::RequesterUnverifiable(rule) => ApiError::RequesterUnverifiable(format!(
+                "requester: rule `{rule}` forbids self-approval, so the requester needs `email` or `slack_user_id` to be told apart from the approvers"
+            )),
+            ServiceError::TooManyPending(limit) => ApiError::TooManyPending(format!(
+                "this client already has {limit} pending actions, its limit (max_pending); wait for some to be decided"
+            )),
             ServiceError::Store(e) => e.into(),
         }
+    }
+}
+
+impl From<Forbidden> for ApiError {
+    fn from(f: Forbidden) -> Self {
+        ServiceError::Forbidden(f).into()
+    }
+}
+
+/// What a refused client is told it lacks.
+fn forbidden_message(f: Forbidden) -> &'static str {
+    match f {
+        Forbidden::NotTheCreator => "only the client that created an action may cancel it",
+        Forbidden::Lacks(p) => match p {
+            Permission::CreateActions => "creating actions needs the requester role",
+            Permission::DecideActions => "deciding an action needs the admin role",
+            Permission::RevokeGrants => "revoking a grant needs the admin role",
+            Permission::ReloadPolicy => "reloading the policy needs the admin role",
+            Permission::ReadAudit => "reading the audit trail needs the auditor or admin role",
+            Permission::ReadAllActions => {
+                "reading other clients' actions needs the auditor or admin role"
+            }
+            Permission::VerifyAnyGrant => "verifying other clients' grants needs the admin role",
+        },
     }
 }
 

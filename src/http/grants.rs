@@ -4,19 +4,21 @@ use super::error::ApiError;
 use super::signed::SignedRequest;
 use super::{AppState, parse_json};
 use crate::domain::{Action, ActionId};
-use crate::grants::{self, Claims, GrantRejection, VerifyRequest};
+use crate::grants::{Claims, GrantRejection};
+use crate::service::grants::{self, VerifyRequest};
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/.well-known/jwks.json", get(jwks))
-        .route("/v1/grants/verify", post(verify))
-        .route("/v1/actions/{id}/revoke", post(revoke))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(jwks))
+        .routes(routes!(verify))
+        .routes(routes!(revoke))
 }
 
 /// Public keys, unauthenticated: verifiers fetch and cache them. Five minutes of caching

@@ -2,19 +2,21 @@
 
 use super::AppState;
 use super::error::ApiError;
+use crate::error::{ErrorCode, ErrorDetail};
 use crate::store::StoreError;
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -44,15 +46,7 @@ pub struct NotReady {
     /// Why, naming where the store was expected (never a password).
     #[schema(example = "redis unreachable at 127.0.0.1:6379: Connection refused (os error 111)")]
     reason: String,
-    error: NotReadyError,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct NotReadyError {
-    #[schema(example = "unavailable")]
-    code: &'static str,
-    /// For people; may change between versions.
-    message: String,
+    error: ErrorDetail,
 }
 
 /// The process is alive.
@@ -95,8 +89,8 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
                 status: "not_ready",
                 store: "unreachable",
                 reason,
-                error: NotReadyError {
-                    code: "unavailable",
+                error: ErrorDetail {
+                    code: ErrorCode::Unavailable,
                     message: ApiError::Unavailable.to_string(),
                 },
             };

@@ -26,6 +26,8 @@ use tower::ServiceBuilder;
 use tower_http::LatencyUnit;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
@@ -47,16 +49,24 @@ pub fn router(state: AppState) -> IntoMakeService<Router> {
     routes(state).into_make_service()
 }
 
-/// Every route, with its middleware, bound to the state.
-fn routes(state: AppState) -> Router {
-    Router::new()
+/// The routes the OpenAPI document describes, and the document collected from them.
+fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(actions::router())
         .merge(admin::router())
         .merge(audit::router())
         .merge(grants::router())
         .merge(health::router())
+        .split_for_parts()
+}
+
+/// Every route, with its middleware, bound to the state.
+fn routes(state: AppState) -> Router {
+    let (documented, document) = documented();
+    Router::new()
+        .merge(documented)
+        .merge(openapi::router(openapi::document(document)))
         .merge(metrics::router())
-        .merge(openapi::router())
         .merge(slack::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async {

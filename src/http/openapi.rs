@@ -1,14 +1,17 @@
 //! `GET /openapi.json`: the OpenAPI 3.1 document of the HTTP API, generated from the
 //! handlers' `#[utoipa::path]` attributes and the types' `ToSchema` derives, so that it
 //! cannot drift from the code. `tests/it/openapi.rs` checks real answers against it.
+//!
+//! Each route module registers its handlers with `utoipa_axum::routes!`, which adds the
+//! route and its path to the document together (`http/mod.rs` merges them); this file
+//! holds what the whole document shares: its description, the error bodies, the signature
+//! headers. It imports no route module, so route modules may use its types.
 
 use super::AppState;
-use super::{actions, admin, audit, grants, health};
 use crate::signing::{HEADER_CLIENT, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 use axum::Router;
 use axum::http::header;
 use axum::routing::get;
-use std::sync::LazyLock;
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -26,7 +29,8 @@ scheme, with four headers that go together: `greenlight-client` (the client id),
 is one and `{METHOD} {path-and-query}` otherwise. A `webhook-id` may not be reused on \
 any request but `POST /v1/actions`, whose repeats are idempotent.";
 
-/// The whole API. Paths are listed here; their schemas are collected from them.
+/// What the whole API document shares; the paths, and the schemas they use, are collected
+/// from the route modules (see [`document`]).
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -34,23 +38,7 @@ any request but `POST /v1/actions`, whose repeats are idempotent.";
         version = env!("CARGO_PKG_VERSION"),
         description = DESCRIPTION
     ),
-    paths(
-        actions::create,
-        actions::list,
-        actions::show,
-        actions::wait,
-        actions::cancel,
-        actions::decide,
-        grants::verify,
-        grants::revoke,
-        grants::jwks,
-        audit::list,
-        admin::reload,
-        health::healthz,
-        health::readyz,
-    ),
     components(schemas(ErrorBody, ErrorCode)),
-    modifiers(&SignedRequests),
     tags(
         (name = "actions", description = "Pending actions and their decisions"),
         (name = "grants", description = "Grants: the signed tokens that approved actions carry"),
@@ -61,21 +49,23 @@ any request but `POST /v1/actions`, whose repeats are idempotent.";
 )]
 pub struct ApiDoc;
 
-/// Serialised once: the document only changes with the binary.
-static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
-    ApiDoc::openapi()
+/// The document as served: `collected` (this file's [`ApiDoc`] with the routes' paths
+/// merged in) with the signature headers required on every `/v1` operation.
+pub fn document(mut collected: utoipa::openapi::OpenApi) -> String {
+    SignedRequests.modify(&mut collected);
+    collected
         .to_json()
         .expect("the OpenAPI document serialises")
-});
+}
 
-pub fn router() -> Router<AppState> {
+/// Serves `document`, serialised once when the routes are built.
+pub fn router(document: String) -> Router<AppState> {
+    let document = bytes::Bytes::from(document);
     Router::new().route(
         "/openapi.json",
-        get(|| async {
-            (
-                [(header::CONTENT_TYPE, "application/json")],
-                DOCUMENT.as_str(),
-            )
+        get(move || {
+            let document = document.clone();
+            async move { ([(header::CONTENT_TYPE, "application/json")], document) }
         }),
     )
 }
@@ -270,7 +260,8 @@ mod tests {
 
     #[test]
     fn the_document_is_openapi_3_1_and_signs_every_v1_operation() {
-        let doc: serde_json::Value = serde_json::from_str(&DOCUMENT).unwrap();
+        let doc: serde_json::Value =
+            serde_json::from_str(&document(super::super::documented().1)).unwrap();
         assert_eq!(doc["openapi"], "3.1.0");
         assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
         for (path, item) in doc["paths"].as_object().unwrap() {

@@ -1,7 +1,7 @@
 //! Escalation notifications: PagerDuty Events API v2 and signed generic
 //! webhooks. Both go through `deliver`, so they agree on what is retried: 429 (honouring
-//! `Retry-After`), 5xx and network errors, with capped exponential backoff and jitter. Any
-//! other non-2xx answer is final.
+//! `Retry-After`), 5xx and network errors, with capped exponential backoff and jitter
+//! (`retry.rs`). Any other non-2xx answer is final.
 
 pub mod pagerduty;
 pub mod webhook;
@@ -9,6 +9,7 @@ pub mod webhook;
 pub use pagerduty::{PagerDuty, Trigger};
 pub use webhook::WebhookNotifier;
 
+use crate::retry::{self, Backoff};
 use std::time::Duration;
 
 /// Per HTTP attempt, including reading the answer.
@@ -93,6 +94,12 @@ enum Attempt {
     },
 }
 
+impl Retry {
+    fn backoff(&self) -> Backoff {
+        Backoff::new(self.base_backoff, self.max_backoff).with_jitter()
+    }
+}
+
 /// Sends the request `build` makes, once per attempt, until a 2xx or a final answer.
 ///
 /// `build` is called again for each attempt, so a signature can carry that attempt's time.
@@ -106,43 +113,34 @@ pub(crate) async fn deliver<F>(
 where
     F: Fn() -> reqwest::RequestBuilder,
 {
-    let attempts = retry.attempts.max(1);
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let (status, detail, retry_after) = match once(build().timeout(HTTP_TIMEOUT)).await {
-            Attempt::Delivered(status) => {
-                return Ok(Delivered {
+    let build = &build;
+    crate::retry::retry(
+        kind,
+        retry.attempts,
+        retry.backoff(),
+        |attempt| async move {
+            match once(build().timeout(HTTP_TIMEOUT)).await {
+                Attempt::Delivered(status) => retry::Attempt::Done(Ok(Delivered {
                     status,
                     attempts: attempt,
-                });
+                })),
+                Attempt::Final(err) => retry::Attempt::Done(Err(err)),
+                Attempt::Again {
+                    status,
+                    detail,
+                    retry_after,
+                } => {
+                    // The detail may hold an echoed secret, so only the status is logged here.
+                    tracing::debug!(kind, attempt, status, "notification attempt failed");
+                    retry::Attempt::Again {
+                        error: NotifyError::Exhausted(format!("{detail} ({attempt} attempts)")),
+                        wait: retry_after.map(|asked| asked.min(retry.max_backoff)),
+                    }
+                }
             }
-            Attempt::Final(err) => return Err(err),
-            Attempt::Again {
-                status,
-                detail,
-                retry_after,
-            } => (status, detail, retry_after),
-        };
-        if attempt >= attempts {
-            return Err(NotifyError::Exhausted(format!(
-                "{detail} ({attempt} attempts)"
-            )));
-        }
-        let wait = match retry_after {
-            Some(asked) => asked.min(retry.max_backoff),
-            None => crate::outbound::backoff(retry.base_backoff, retry.max_backoff, attempt),
-        };
-        // The detail may hold an echoed secret, so only the status is logged here.
-        tracing::debug!(
-            kind,
-            attempt,
-            status,
-            wait_ms = wait.as_millis() as u64,
-            "retrying notification"
-        );
-        tokio::time::sleep(wait).await;
-    }
+        },
+    )
+    .await
 }
 
 async fn once(req: reqwest::RequestBuilder) -> Attempt {

@@ -3,7 +3,6 @@
 //! `Policy::parse`/`load` validate everything up front so the rest of the service never
 //! re-checks raw strings; `evaluate` is pure and cheap enough to run on every intake request.
 
-pub mod cli;
 mod duration;
 mod error;
 mod explain;
@@ -29,7 +28,7 @@ pub use explain::{Explanation, RuleCheck};
 pub use matching::Mismatch;
 pub use model::{
     ClientSpec, DEFAULT_MAX_PENDING, Defaults, EscalationStage, Glob, MatchInput, NoMatch, Oncall,
-    Policy, Role, Rule, RuleDecision, RuleMatch, Severity, Shift,
+    Policy, Role, Rule, RuleDecision, RuleMatch, Severity, Shift, format_instant,
 };
 
 /// What the policy decided for one request.

@@ -173,7 +173,7 @@ pub struct Shift<'a> {
 }
 
 /// An instant as the policy file writes it: RFC 3339 in UTC, fractions only when present.
-pub(crate) fn format_instant(t: DateTime<Utc>) -> String {
+pub fn format_instant(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 

@@ -5,7 +5,6 @@
 //! ([`Holder`]); see `docs/proxy.md`.
 
 mod body;
-pub mod cli;
 pub mod config;
 mod forward;
 mod requester;

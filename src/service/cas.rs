@@ -36,14 +36,12 @@ impl Service {
         match self.audited_change(id, origin, change).await {
             Ok(Some(action)) => Ok(action),
             Ok(None) => Err(ServiceError::NotFound),
-            Err(CasError::Change(e)) => Err(ServiceError::Conflict(e.to_string())),
-            Err(CasError::Expired(_)) => Err(ServiceError::Conflict(
-                AlreadyDecided(Status::Expired).to_string(),
-            )),
+            Err(CasError::Change(e)) => Err(ServiceError::AlreadyDecided(e)),
+            Err(CasError::Expired(_)) => Err(ServiceError::AlreadyDecided(AlreadyDecided(
+                Status::Expired,
+            ))),
             Err(CasError::Store(e)) => Err(ServiceError::Store(e)),
-            Err(CasError::Contended) => Err(ServiceError::Conflict(
-                "the action kept changing; try again".into(),
-            )),
+            Err(CasError::Contended) => Err(ServiceError::Contended),
         }
     }
 
@@ -81,7 +79,7 @@ impl Service {
             self.audit
                 .record_all(AuditEvent::changed(action, &origin))
                 .await;
-            crate::metrics::decided(action, &origin);
+            count_decision(action, (&origin).into());
         }
         result
     }
@@ -134,7 +132,7 @@ impl Service {
                     self.audit
                         .record_all(AuditEvent::changed(&action, &Origin::Timer))
                         .await;
-                    crate::metrics::decided(&action, &Origin::Timer);
+                    count_decision(&action, crate::metrics::By::Timer);
                     tracing::info!(action_id = %id, "action expired");
                     return Err(CasError::Expired(Box::new(action)));
                 }
@@ -143,4 +141,19 @@ impl Service {
         }
         Err(CasError::Contended)
     }
+}
+
+/// Counts `action`'s decision in the metrics: nothing while it is still pending (a vote
+/// short of the quorum).
+pub(super) fn count_decision(action: &Action, by: crate::metrics::By) {
+    let Some(decision) = &action.decision else {
+        return;
+    };
+    if action.status == Status::Pending {
+        return;
+    }
+    let waited = (decision.decided_at - action.created_at)
+        .to_std()
+        .unwrap_or_default();
+    crate::metrics::decided(action.status.as_str(), by, waited);
 }

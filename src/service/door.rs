@@ -3,9 +3,9 @@
 //! revoked and spent grants) and the timer queue. None of them can change what an action
 //! is; that happens only in `cas.rs`.
 
+use super::grants::{REVOKED, USED};
 use super::{Service, ServiceError};
 use crate::domain::ActionId;
-use crate::grants::{REVOKED, USED};
 use crate::store::{SlackState, Store, StoreError, StoreResult, Timer, Versioned};
 use chrono::{DateTime, Utc};
 use std::time::Duration;

@@ -17,6 +17,7 @@ pub use interactions::{Ack, Interaction};
 pub use sync::Synced;
 pub use workspace::Refusal;
 
+use crate::retry::Backoff;
 use api::SlackApi;
 use directory::Directory;
 use secrecy::{ExposeSecret, SecretString};
@@ -30,8 +31,8 @@ use workspace::Workspace;
 /// How long a callback that arrives before the workspace is known waits for `auth.test`
 /// (Slack wants an answer within 3 s).
 const INLINE_AUTH_TEST: Duration = Duration::from_secs(2);
-/// The longest pause between two `auth.test` attempts while it fails.
-const AUTH_RETRY_MAX: Duration = Duration::from_secs(60);
+/// Between two `auth.test` attempts while it fails: from 1 s, doubling, to a minute.
+const AUTH_RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
 
 pub struct Slack {
     pub api: SlackApi,
@@ -71,13 +72,12 @@ impl Slack {
     /// the bot's workspace; while it fails, tries again, backing off to a minute apart,
     /// until it succeeds or `shutdown`.
     pub async fn check_auth(&self, shutdown: CancellationToken) {
-        let mut pause = Duration::from_secs(1);
+        let mut delays = AUTH_RETRY.delays();
         while !self.auth_test_once().await {
             tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
+                _ = tokio::time::sleep(delays.next_delay()) => {}
                 _ = shutdown.cancelled() => return,
             }
-            pause = (pause * 2).min(AUTH_RETRY_MAX);
         }
     }
 

@@ -4,13 +4,10 @@
 //!
 //! Redis: `{p}:audit`, a stream of entries (one field, `entry`, the entry JSON without its
 //! id), trimmed with `MAXLEN ~`; `{p}:audit:head`, a string holding the last entry's hash.
-//! Both are written only by `audit_append.lua`.
+//! Both are written only by `audit_append.lua` (called from `redis/scripts.rs`).
 
 use super::{AuditAppend, NewAuditEntry};
-use redis::Script;
 use std::collections::VecDeque;
-
-pub(super) const APPEND: &str = include_str!("scripts/audit_append.lua");
 
 /// A stream id, `{ms}-{seq}`, as Redis writes and orders them.
 pub fn parse_stream_id(s: &str) -> Option<(u64, u64)> {
@@ -87,28 +84,14 @@ pub(super) async fn redis_head(
     redis::cmd("GET").arg(head_key).query_async(conn).await
 }
 
-pub(super) async fn redis_append(
-    conn: &mut (impl redis::aio::ConnectionLike + Send),
-    script: &Script,
-    (stream_key, head_key): (&str, &str),
-    expected_head: Option<&str>,
-    entries: &[NewAuditEntry<'_>],
-    maxlen: u64,
-) -> redis::RedisResult<AuditAppend> {
-    let mut inv = script.prepare_invoke();
-    inv.key(stream_key)
-        .key(head_key)
-        .arg(expected_head.unwrap_or(""))
-        .arg(maxlen);
-    for entry in entries {
-        inv.arg(entry.hash).arg(entry.json);
-    }
-    let reply: Vec<String> = inv.invoke_async(conn).await?;
+/// What `audit_append.lua` answered: `appended` and the new ids, or `moved` and the head
+/// that stands ('' for none).
+pub(super) fn redis_append_reply(reply: Vec<String>) -> AuditAppend {
     let mut reply = reply.into_iter();
-    Ok(match reply.next().as_deref() {
+    match reply.next().as_deref() {
         Some("appended") => AuditAppend::Appended(reply.collect()),
         _ => AuditAppend::HeadMoved(reply.next().filter(|h| !h.is_empty())),
-    })
+    }
 }
 
 pub(super) async fn redis_range(

@@ -2,6 +2,7 @@
 //! Redis backend's contract (JSON at rest, revisions, publish-on-decide, leased timers) so
 //! every behaviour test runs the same on both.
 
+use super::at_rest::{idempotency_record, parse_claimed, parse_existing};
 use super::{
     Created, DECIDED_RETENTION, NewAction, SlackState, Store, StoreError, StoreResult, Timer,
     Versioned,
@@ -149,7 +150,7 @@ impl Store for MemoryStore {
                 }
                 *pending += 1;
             }
-            let value = format!("{} {}", new.body_hash, new.action.id);
+            let value = idempotency_record(new.body_hash, &new.action.id);
             inner
                 .idempotency
                 .insert(key, (value, now + super::IDEMPOTENCY_TTL));
@@ -252,7 +253,7 @@ impl Store for MemoryStore {
         let mut claimed = Vec::with_capacity(due.len());
         for (ms, member) in due {
             inner.set_timer(member.clone(), lease_until);
-            claimed.extend(super::redis::parse_claimed(&member, ms));
+            claimed.extend(parse_claimed(&member, ms));
         }
         Ok(claimed)
     }
@@ -339,17 +340,4 @@ impl Store for MemoryStore {
     ) -> StoreResult<Vec<(String, String)>> {
         Ok(self.lock().audit.range(after, count))
     }
-}
-
-/// Reads an idempotency record: `"{body sha256} {action id}"`.
-pub(super) fn parse_existing(value: &str) -> StoreResult<Created> {
-    let (hash, id) = value
-        .split_once(' ')
-        .ok_or_else(|| StoreError::Corrupt("idempotency record".into()))?;
-    Ok(Created::Existing {
-        body_hash: hash.to_owned(),
-        action_id: id
-            .parse()
-            .map_err(|_| StoreError::Corrupt("idempotency record".into()))?,
-    })
 }

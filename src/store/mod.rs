@@ -5,6 +5,7 @@
 //! publishes an action the moment it leaves `pending`, in the same atomic step: so a
 //! decision is made, stored and announced exactly once.
 
+mod at_rest;
 mod audit;
 mod memory;
 mod redis;

@@ -8,7 +8,7 @@
 //! day. The URL was checked against the client's `callback_hosts` when the action was
 //! created, and redirects are never followed (the app's HTTP client refuses them).
 
-use super::run::Fired;
+use super::Fired;
 use crate::audit::AuditEvent;
 use crate::domain::ActionId;
 use crate::notify::{Retry, WebhookNotifier};

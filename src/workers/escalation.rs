@@ -3,7 +3,7 @@
 //! Each runs from a durable timer; the stage reached is recorded on the action by
 //! compare-and-set before anyone is notified, so a stage notifies once across replicas.
 
-use super::run::Fired;
+use super::Fired;
 use crate::audit::AuditEvent;
 use crate::domain::{Action, ActionId, StagePlan};
 use crate::notify::pagerduty::{PagerDuty, Trigger};

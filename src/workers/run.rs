@@ -3,27 +3,12 @@
 
 use super::callbacks::Callbacks;
 use super::escalation::Escalator;
-use super::scheduler::RUN_TIMEOUT;
+use super::{Fired, RUN_TIMEOUT};
 use crate::service::{Service, ServiceError};
 use crate::slack::{Slack, Synced};
 use crate::store::{StoreError, Timer, TimerKind};
-use chrono::{DateTime, Utc};
 use std::future::Future;
 use std::sync::Arc;
-
-/// How a timer's work ended, and so what becomes of the timer.
-#[derive(Debug, PartialEq)]
-pub enum Fired {
-    /// Done: remove it.
-    Done,
-    /// An effect that reflected this revision of the action: remove it unless the action
-    /// changed meanwhile.
-    Reflected(u64),
-    /// Run it again then (a retry, or the next reminder).
-    At(DateTime<Utc>),
-    /// Failed: leave it to its lease, so it runs again shortly.
-    Leave,
-}
 
 /// The run slots a timer takes, by the work it does: each pool fills on its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,16 +109,11 @@ async fn bounded(timer: &Timer, work: impl Future<Output = Result<Fired, StoreEr
 mod tests {
     use super::*;
     use crate::domain::ActionId;
-    use crate::workers::scheduler::LEASE;
+    use chrono::Utc;
     use std::time::Duration;
 
     fn timer() -> Timer {
         Timer::new(TimerKind::Callback, &ActionId::generate(), Utc::now())
-    }
-
-    #[test]
-    fn a_run_ends_well_inside_its_lease() {
-        assert!(RUN_TIMEOUT * 2 <= LEASE);
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,10 +6,12 @@
 //!
 //! Claimed timers run concurrently, in one bounded pool per kind of work ([`Pool`]): a
 //! slow callback receiver or a slow Slack can fill its own pool, never delay an expiry.
-//! Each run is cut off at [`RUN_TIMEOUT`], well inside the [`LEASE`], so no timer is ever
+//! Each run is cut off at [`RUN_TIMEOUT`](super::RUN_TIMEOUT), well inside the [`LEASE`], so no timer is ever
 //! run by two replicas at once.
 
+use super::LEASE;
 use super::run::{Pool, Worker};
+use crate::retry::Backoff;
 use crate::service::Service;
 use crate::store::StoreError;
 use chrono::{DateTime, Utc};
@@ -19,21 +21,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use super::run::Fired;
-
 pub const MAX_SLEEP: Duration = Duration::from_secs(1);
+/// The sleep after a step failed to reach the store: from 200 ms, doubling, to 5 s.
+const STORE_ERROR: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
 const BATCH: usize = 100;
-/// How long a claimed timer stays invisible to other replicas: a timer whose run was cut
-/// short (a crash, a run past [`RUN_TIMEOUT`], or a shutdown past its timeout) runs again
-/// once this has passed.
-pub const LEASE: Duration = Duration::from_secs(30);
-/// The longest one timer's run may take before it is abandoned to its lease. Half the
-/// lease, so the claim, the run and settling the timer fit well inside it; and above the
-/// 10 s an HTTP attempt (a callback, a webhook, one Slack call) may take, so a slow
-/// receiver still ends in that attempt's own retry schedule.
-pub const RUN_TIMEOUT: Duration = Duration::from_secs(15);
-/// How many timers of each pool run at once by default (`GREENLIGHT_TIMER_CONCURRENCY`).
-pub const DEFAULT_CONCURRENCY: u16 = 32;
 /// When a claimed timer whose pool is full is tried again: it goes back to the store,
 /// behind what is due now, so a full pool never holds up another pool's timers.
 const BUSY_RETRY: chrono::Duration = chrono::Duration::seconds(1);
@@ -58,6 +49,15 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
+    /// Samples what lives in the store, the pending actions of every replica, for the
+    /// metrics; a failure leaves the last value (and counts as a Redis error).
+    async fn sample_pending(&self) {
+        match self.service().pending_count().await {
+            Ok(n) => crate::metrics::pending_actions(n),
+            Err(e) => tracing::debug!(error = %e, "cannot count pending actions"),
+        }
+    }
+
     pub fn new(worker: Worker, concurrency: usize) -> Self {
         let concurrency = concurrency.max(1);
         Self {
@@ -119,7 +119,7 @@ impl Scheduler {
     /// after the signal, so nothing claimed is left unstarted.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut running = JoinSet::new();
-        let mut backoff = Duration::from_millis(100);
+        let mut delays = STORE_ERROR.delays();
         loop {
             while let Some(ended) = running.try_join_next() {
                 log_panic(ended);
@@ -127,9 +127,9 @@ impl Scheduler {
             let mut wake_on_end = false;
             let sleep = match self.step(Utc::now(), &mut running).await {
                 Ok(step) => {
-                    backoff = Duration::from_millis(100);
+                    delays.reset();
                     wake_on_end = step.short_of_slots;
-                    crate::metrics::sample_store(self.service()).await;
+                    self.sample_pending().await;
                     if step.full_batch && step.started > 0 {
                         Duration::ZERO
                     } else {
@@ -140,8 +140,7 @@ impl Scheduler {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "scheduler cannot reach the store");
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    backoff
+                    delays.next_delay()
                 }
             };
             tokio::select! {

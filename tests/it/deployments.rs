@@ -9,7 +9,7 @@ use crate::common::process::{Deployment, ServeProcess};
 use crate::common::slack::{FakeSlack, block_action, interaction_body, signed_slack_headers};
 use crate::common::topology::{RedisCluster, RedisSentinel};
 use crate::common::{Api, Backend, SLACK_SIGNING_SECRET, request};
-use greenlight::audit::cli::fetch_and_verify;
+use greenlight::cli::audit::fetch_and_verify;
 use greenlight::client::Client;
 use serde_json::Value;
 use std::collections::HashMap;

@@ -13,7 +13,7 @@ use crate::common::{
     request, spawn_app, spawn_app_with,
 };
 use futures::StreamExt;
-use greenlight::audit::cli::fetch_and_verify;
+use greenlight::cli::audit::fetch_and_verify;
 use greenlight::client::Client;
 use greenlight::domain::{ActionId, ActionRequest, Outcome, Status};
 use serde_json::Value;

@@ -107,9 +107,13 @@ fn code() -> Code {
     let mut routes = BTreeSet::new();
     for entry in std::fs::read_dir(root().join("src/http")).unwrap() {
         let src = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        for (at, _) in src.match_indices(".route(\"") {
-            let path = src[at + ".route(\"".len()..].split('"').next().unwrap();
-            routes.insert(path.to_owned());
+        // Plain axum routes, and the documented ones registered with `routes!`, whose path
+        // is the `path = "…"` of their `#[utoipa::path]`.
+        for needle in [".route(\"", "path = \""] {
+            for (at, _) in src.match_indices(needle) {
+                let path = src[at + needle.len()..].split('"').next().unwrap();
+                routes.insert(path.to_owned());
+            }
         }
     }
     assert!(env.contains("GREENLIGHT_LISTEN"), "{env:?}");

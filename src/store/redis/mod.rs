@@ -16,32 +16,27 @@
 mod connection;
 mod deployment;
 mod keys;
+mod operations;
+mod scripts;
 mod subscriber;
 
 pub use deployment::Deployment;
 pub use keys::CLUSTER_SHARDS;
 
-use super::{
-    Created, DECIDED_RETENTION, IDEMPOTENCY_TTL, NewAction, SlackState, Store, StoreError,
-    StoreResult, Timer, Versioned, memory::parse_existing,
-};
-use crate::domain::{Action, ActionId};
+use super::at_rest::parse_claimed;
+use super::{Store, StoreError, StoreResult, Timer};
+use crate::domain::ActionId;
+use crate::retry::Backoff;
 use crate::waiters::Waiters;
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use connection::Conn;
 use keys::Keys;
-use redis::{Script, cmd};
+use redis::cmd;
+use scripts::Scripts;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-const CREATE: &str = include_str!("../scripts/create.lua");
-const REPLACE: &str = include_str!("../scripts/replace.lua");
-const CLAIM: &str = include_str!("../scripts/claim.lua");
-const FINISH_IF_CURRENT: &str = include_str!("../scripts/finish_if_current.lua");
-const SET_SLACK: &str = include_str!("../scripts/set_slack.lua");
 
 /// The outbox timer of a Cluster decision's public-channel publication (store-internal).
 const PUBLISH_TIMER: &str = "publish:";
@@ -49,6 +44,8 @@ const PUBLISH_TIMER: &str = "publish:";
 const PUBLISH_GRACE: Duration = Duration::from_secs(10);
 /// How long a write whose replication went unconfirmed may take to find out what stands.
 const RESOLVE_FOR: Duration = Duration::from_secs(15);
+/// Between reads while a deployment settles after a failover: from 100 ms, doubling, to 1 s.
+const SETTLE: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
 /// Writes retried when a failover (Sentinel) took them back.
 const WRITE_ATTEMPTS: usize = 3;
 
@@ -93,12 +90,7 @@ pub struct RedisStore {
     conn: Conn,
     announce: Announce,
     keys: Keys,
-    create: Script,
-    replace: Script,
-    claim: Script,
-    finish_if_current: Script,
-    set_slack: Script,
-    audit_append: Script,
+    scripts: Scripts,
     subscribed: Arc<AtomicBool>,
     /// Where Redis is (`host:port`, never a password), named when it cannot be reached.
     address: String,
@@ -137,12 +129,7 @@ impl RedisStore {
             conn,
             announce,
             keys: Keys::new(&config.prefix, cluster),
-            create: Script::new(CREATE),
-            replace: Script::new(REPLACE),
-            claim: Script::new(CLAIM),
-            finish_if_current: Script::new(FINISH_IF_CURRENT),
-            set_slack: Script::new(SET_SLACK),
-            audit_append: Script::new(super::audit::APPEND),
+            scripts: Scripts::new(),
             subscribed: Arc::default(),
             address,
         });
@@ -224,7 +211,7 @@ impl RedisStore {
     /// deployment settles, for up to [`RESOLVE_FOR`].
     async fn what_stands<T: redis::FromRedisValue>(&self, read: &redis::Cmd) -> StoreResult<T> {
         let deadline = tokio::time::Instant::now() + RESOLVE_FOR;
-        let mut backoff = Duration::from_millis(100);
+        let mut delays = SETTLE.delays();
         let fence = self.keys.flag("fence", "replication");
         loop {
             let mut conn = self.conn.clone();
@@ -235,8 +222,7 @@ impl RedisStore {
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "waiting for Redis to settle after a failover");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    tokio::time::sleep(delays.next_delay()).await;
                 }
             }
         }
@@ -280,12 +266,15 @@ impl RedisStore {
         lease: Duration,
     ) -> StoreResult<Vec<Timer>> {
         let mut conn = self.conn.clone();
-        let claimed: Vec<(String, i64)> = self
-            .claim
-            .key(self.keys.timers(shard))
-            .arg(now_ms)
-            .arg(limit)
-            .arg(now_ms + lease.as_millis() as i64)
+        let call = scripts::Claim {
+            keys: &self.keys,
+            shard,
+            now_ms,
+            limit,
+            lease_until_ms: now_ms + lease.as_millis() as i64,
+        };
+        let claimed: Vec<(String, i64)> = call
+            .invocation(&self.scripts)
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.unavailable(e))?;
@@ -299,401 +288,4 @@ impl RedisStore {
         }
         Ok(timers)
     }
-}
-
-#[async_trait]
-impl Store for RedisStore {
-    async fn ping(&self) -> StoreResult<()> {
-        let mut conn = self.conn.clone();
-        // What `/readyz` answers with: where Redis was expected, and why it did not answer.
-        let _: String = cmd("PING").query_async(&mut conn).await.map_err(|e| {
-            crate::metrics::redis_error();
-            StoreError::Unavailable(format!("redis unreachable at {}: {e}", self.address))
-        })?;
-        Ok(())
-    }
-
-    fn new_action_id(&self, client: &str, idempotency_key: &str) -> ActionId {
-        if self.keys.is_cluster() {
-            let shard = self.keys.idempotency_shard(client, idempotency_key);
-            ActionId::generate_in_shard(shard, CLUSTER_SHARDS)
-        } else {
-            ActionId::generate()
-        }
-    }
-
-    async fn claim(
-        &self,
-        ns: &str,
-        key: &str,
-        value: &str,
-        ttl: Duration,
-    ) -> StoreResult<Option<String>> {
-        let key = self.keys.flag(ns, key);
-        // Stored as `{token} {value}`: the token of this call tells, after an unconfirmed
-        // write (a failover), whether the value that stands is its own. Flags written
-        // before `set_once` became a claim are a bare token, which reads as an empty value.
-        let token = ulid::Ulid::new().to_string();
-        let stored = format!("{token} {value}");
-        let value_of = |s: String| {
-            s.split_once(' ')
-                .map(|(_, v)| v.to_owned())
-                .unwrap_or_default()
-        };
-        for _ in 0..WRITE_ATTEMPTS {
-            let mut conn = self.conn.clone();
-            let set: Option<String> = cmd("SET")
-                .arg(&key)
-                .arg(&stored)
-                .arg("NX")
-                .arg("PX")
-                .arg(ttl.as_millis().max(1) as u64)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| self.unavailable(e))?;
-            let standing: Option<String> = if set.is_some() {
-                if conn.replicated().await.is_ok() {
-                    return Ok(None);
-                }
-                self.what_stands(cmd("GET").arg(&key)).await?
-            } else {
-                // The value never changes once set, so reading it after `SET NX` is as good
-                // as reading it atomically; unless it just expired: then try again.
-                cmd("GET")
-                    .arg(&key)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| self.unavailable(e))?
-            };
-            match standing {
-                Some(s) if s == stored => return Ok(None),
-                Some(s) => return Ok(Some(value_of(s))),
-                None => continue,
-            }
-        }
-        Err(StoreError::Unavailable("Redis kept failing over".into()))
-    }
-
-    async fn is_set(&self, ns: &str, key: &str) -> StoreResult<bool> {
-        let mut conn = self.conn.clone();
-        let n: i64 = cmd("EXISTS")
-            .arg(self.keys.flag(ns, key))
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))?;
-        Ok(n > 0)
-    }
-
-    async fn create(&self, new: NewAction<'_>) -> StoreResult<Created> {
-        let id = &new.action.id;
-        let shard = self.keys.shard_of(id);
-        let decided = !new.action.is_pending();
-        let elsewhere = if decided {
-            0
-        } else {
-            self.pending_elsewhere(new.client, shard).await?
-        };
-        for _ in 0..WRITE_ATTEMPTS {
-            let outbox = decided.then(|| self.publish_outbox(id)).flatten();
-            let mut inv = self.create.prepare_invoke();
-            inv.key(self.keys.idempotency(new.client, new.idempotency_key))
-                .key(self.keys.action(id))
-                .key(self.keys.pending(shard))
-                .key(self.keys.timers(shard))
-                .key(self.keys.client_pending(shard, new.client))
-                .arg(format!("{} {id}", new.body_hash))
-                .arg(IDEMPOTENCY_TTL.as_secs())
-                .arg(id.as_str())
-                .arg(new.action.status.as_str())
-                .arg(new.json)
-                .arg(self.keys.script_channel(id))
-                .arg(DECIDED_RETENTION.as_secs())
-                .arg(self.announce.script_command())
-                .arg(new.max_pending)
-                .arg(elsewhere);
-            for t in new.timers {
-                inv.arg(t.due_ms()).arg(t.member());
-            }
-            if let Some((due, member)) = &outbox {
-                inv.arg(*due).arg(member);
-            }
-            let mut conn = self.conn.clone();
-            let existing: Option<String> = inv
-                .invoke_async(&mut conn)
-                .await
-                .map_err(|e| self.unavailable(e))?;
-            match existing.as_deref() {
-                Some("full") => return Ok(Created::TooManyPending),
-                Some(existing) => return parse_existing(existing),
-                None => {}
-            }
-            if conn.replicated().await.is_err() && !self.action_stands(id, 1, new.json).await? {
-                continue; // taken back by a failover, idempotency key and all: again
-            }
-            if decided {
-                self.publish_decided(id, new.json).await;
-            }
-            return Ok(Created::New);
-        }
-        Err(StoreError::Unavailable("Redis kept failing over".into()))
-    }
-
-    async fn load(&self, id: &ActionId) -> StoreResult<Option<Versioned>> {
-        let mut conn = self.conn.clone();
-        let (rev, json, slack): (Option<u64>, Option<String>, Option<String>) = cmd("HMGET")
-            .arg(self.keys.action(id))
-            .arg("rev")
-            .arg("json")
-            .arg("slack")
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))?;
-        let (Some(rev), Some(json)) = (rev, json) else {
-            return Ok(None);
-        };
-        let action = serde_json::from_str(&json)
-            .map_err(|e| StoreError::Corrupt(format!("action {id}: {e}")))?;
-        let slack = slack
-            .map(|s| serde_json::from_str(&s))
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(format!("slack state of {id}: {e}")))?;
-        Ok(Some(Versioned { action, rev, slack }))
-    }
-
-    async fn replace(
-        &self,
-        expected_rev: u64,
-        action: &Action,
-        json: &str,
-        effects: &[Timer],
-        dropped: &[Timer],
-    ) -> StoreResult<bool> {
-        let id = &action.id;
-        let shard = self.keys.shard_of(id);
-        let decided = !action.is_pending();
-        let outbox = decided.then(|| self.publish_outbox(id)).flatten();
-        let mut inv = self.replace.prepare_invoke();
-        inv.key(self.keys.action(id))
-            .key(self.keys.pending(shard))
-            .key(self.keys.timers(shard))
-            .key(self.keys.client_pending(shard, &action.client))
-            .arg(expected_rev)
-            .arg(action.status.as_str())
-            .arg(json)
-            .arg(self.keys.script_channel(id))
-            .arg(DECIDED_RETENTION.as_secs())
-            .arg(id.as_str())
-            .arg(effects.len() + usize::from(outbox.is_some()))
-            .arg(self.announce.script_command());
-        for t in effects {
-            inv.arg(t.due_ms()).arg(t.member());
-        }
-        if let Some((due, member)) = &outbox {
-            inv.arg(*due).arg(member);
-        }
-        for t in dropped {
-            inv.arg(t.member());
-        }
-        let mut conn = self.conn.clone();
-        let applied: i64 = inv
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))?;
-        if applied <= 0 {
-            return Ok(false);
-        }
-        // Unconfirmed: if a failover took it back, the caller's compare-and-set sees a
-        // conflict, reads again and makes the change again.
-        if conn.replicated().await.is_err()
-            && !self.action_stands(id, expected_rev + 1, json).await?
-        {
-            return Ok(false);
-        }
-        if decided {
-            self.publish_decided(id, json).await;
-        }
-        Ok(true)
-    }
-
-    async fn set_slack(&self, id: &ActionId, state: &SlackState) -> StoreResult<()> {
-        let json = serde_json::to_string(state).expect("slack state serializes");
-        let mut conn = self.conn.clone();
-        let _: i64 = self
-            .set_slack
-            .key(self.keys.action(id))
-            .arg(json)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))?;
-        Ok(())
-    }
-
-    async fn pending_count(&self) -> StoreResult<u64> {
-        let mut total = 0;
-        for shard in self.keys.shards() {
-            let mut conn = self.conn.clone();
-            let n: u64 = cmd("SCARD")
-                .arg(self.keys.pending(shard))
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| self.unavailable(e))?;
-            total += n;
-        }
-        Ok(total)
-    }
-
-    async fn pending_ids(&self, limit: usize) -> StoreResult<Vec<ActionId>> {
-        let mut ids = Vec::new();
-        for shard in self.keys.shards() {
-            let mut conn = self.conn.clone();
-            let members: Vec<String> = cmd("SMEMBERS")
-                .arg(self.keys.pending(shard))
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| self.unavailable(e))?;
-            ids.extend(members.iter().filter_map(|id| id.parse::<ActionId>().ok()));
-        }
-        // ULIDs sort by creation time: oldest first.
-        ids.sort();
-        ids.truncate(limit);
-        Ok(ids)
-    }
-
-    async fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-        lease: Duration,
-    ) -> StoreResult<Vec<Timer>> {
-        let now_ms = now.timestamp_millis();
-        let mut timers = Vec::new();
-        for shard in self.keys.shards() {
-            if timers.len() >= limit {
-                break;
-            }
-            let claimed = self
-                .claim_shard(shard, now_ms, limit - timers.len(), lease)
-                .await?;
-            timers.extend(claimed);
-        }
-        Ok(timers)
-    }
-
-    async fn finish(&self, timer: &Timer) -> StoreResult<()> {
-        let mut conn = self.conn.clone();
-        let _: i64 = cmd("ZREM")
-            .arg(self.keys.timers(self.keys.shard_of(&timer.action_id)))
-            .arg(timer.member())
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))?;
-        Ok(())
-    }
-
-    async fn finish_if_current(&self, timer: &Timer, rev: u64) -> StoreResult<()> {
-        let mut conn = self.conn.clone();
-        let _: i64 = self
-            .finish_if_current
-            .key(self.keys.timers(self.keys.shard_of(&timer.action_id)))
-            .key(self.keys.action(&timer.action_id))
-            .arg(timer.member())
-            .arg(rev)
-            .arg(Utc::now().timestamp_millis())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))?;
-        Ok(())
-    }
-
-    async fn reschedule(&self, timer: &Timer, due: DateTime<Utc>) -> StoreResult<()> {
-        let mut conn = self.conn.clone();
-        let _: i64 = cmd("ZADD")
-            .arg(self.keys.timers(self.keys.shard_of(&timer.action_id)))
-            .arg("XX")
-            .arg(due.timestamp_millis())
-            .arg(timer.member())
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))?;
-        Ok(())
-    }
-
-    async fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
-        let mut next: Option<i64> = None;
-        for shard in self.keys.shards() {
-            let mut conn = self.conn.clone();
-            let first: Vec<(String, i64)> = cmd("ZRANGE")
-                .arg(self.keys.timers(shard))
-                .arg(0)
-                .arg(0)
-                .arg("WITHSCORES")
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| self.unavailable(e))?;
-            if let Some((_, ms)) = first.first() {
-                next = Some(next.map_or(*ms, |n| n.min(*ms)));
-            }
-        }
-        Ok(next.and_then(DateTime::from_timestamp_millis))
-    }
-
-    async fn audit_head(&self) -> StoreResult<Option<String>> {
-        let mut conn = self.conn.clone();
-        super::audit::redis_head(&mut conn, &self.keys.audit_head())
-            .await
-            .map_err(|e| self.unavailable(e))
-    }
-
-    async fn audit_append(
-        &self,
-        expected_head: Option<&str>,
-        entries: &[super::NewAuditEntry<'_>],
-        maxlen: u64,
-    ) -> StoreResult<super::AuditAppend> {
-        let mut conn = self.conn.clone();
-        let keys = (self.keys.audit(), self.keys.audit_head());
-        let appended = super::audit::redis_append(
-            &mut conn,
-            &self.audit_append,
-            (&keys.0, &keys.1),
-            expected_head,
-            entries,
-            maxlen,
-        )
-        .await
-        .map_err(|e| self.unavailable(e))?;
-        // Unconfirmed: whether the entries stand shows in the head. If a failover took
-        // them back, the writer chains them again on the head that stands.
-        if matches!(appended, super::AuditAppend::Appended(_)) && conn.replicated().await.is_err() {
-            let head: Option<String> = self.what_stands(cmd("GET").arg(&keys.1)).await?;
-            if head.as_deref() != entries.last().map(|e| e.hash) {
-                return Ok(super::AuditAppend::HeadMoved(head));
-            }
-        }
-        Ok(appended)
-    }
-
-    async fn audit_range(
-        &self,
-        after: Option<&str>,
-        count: usize,
-    ) -> StoreResult<Vec<(String, String)>> {
-        let mut conn = self.conn.clone();
-        super::audit::redis_range(&mut conn, &self.keys.audit(), after, count)
-            .await
-            .map_err(|e| self.unavailable(e))
-    }
-}
-
-/// A claimed timer this version knows. One it does not (written by a newer replica
-/// during a rolling upgrade) is left under its lease for a replica that knows it.
-pub(super) fn parse_claimed(member: &str, due_ms: i64) -> Option<Timer> {
-    let timer = Timer::parse(member, due_ms);
-    if timer.is_none() {
-        tracing::warn!(
-            member,
-            "leaving a timer of a kind this version does not know"
-        );
-    }
-    timer
 }

@@ -9,6 +9,7 @@
 use super::RedisStore;
 use super::connection::{ClusterSeeds, NodeSource, PubSubSource};
 use crate::domain::ActionId;
+use crate::retry::{Backoff, Delays};
 use crate::waiters::Waiters;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -20,7 +21,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Between reconnection attempts: from 100 ms, doubling, to 5 s.
+const RECONNECT: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 
 pub fn spawn(
     source: PubSubSource,
@@ -37,13 +39,11 @@ pub fn spawn(
 }
 
 /// Sleeps out a backoff step; `false` when shutting down.
-async fn back_off(backoff: &mut Duration, shutdown: &CancellationToken) -> bool {
+async fn back_off(delays: &mut Delays, shutdown: &CancellationToken) -> bool {
     tokio::select! {
-        _ = shutdown.cancelled() => return false,
-        _ = tokio::time::sleep(*backoff) => {}
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(delays.next_delay()) => true,
     }
-    *backoff = (*backoff * 2).min(MAX_BACKOFF);
-    true
 }
 
 async fn node_subscriber(
@@ -54,7 +54,7 @@ async fn node_subscriber(
 ) {
     const PING_EVERY: Duration = Duration::from_secs(15);
     let pattern = store.keys.channel_pattern();
-    let mut backoff = Duration::from_millis(100);
+    let mut delays = RECONNECT.delays();
     loop {
         let connected = async {
             let client = source.client().await?;
@@ -70,13 +70,13 @@ async fn node_subscriber(
         };
         match pubsub {
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "decision subscriber cannot connect to Redis at {}", store.address);
+                tracing::warn!(error = %e, retry_in = ?delays.peek(), "decision subscriber cannot connect to Redis at {}", store.address);
             }
             Ok(pubsub) => {
                 tracing::info!(pattern, "decision subscriber connected");
                 let (mut sink, mut messages) = pubsub.split();
                 if resync(&store, &waiters).await {
-                    backoff = Duration::from_millis(100);
+                    delays.reset();
                     store.subscribed.store(true, Ordering::Relaxed);
                     let mut ping = tokio::time::interval(PING_EVERY);
                     ping.tick().await;
@@ -104,7 +104,7 @@ async fn node_subscriber(
                 // Else some waiter could not be re-read: start over, so none is forgotten.
             }
         }
-        if !back_off(&mut backoff, &shutdown).await {
+        if !back_off(&mut delays, &shutdown).await {
             return;
         }
     }
@@ -126,7 +126,7 @@ async fn cluster_subscriber(
         .shards()
         .map(|shard| store.keys.shard_channel(shard))
         .collect();
-    let mut backoff = Duration::from_millis(100);
+    let mut delays = RECONNECT.delays();
     loop {
         let (tx, mut pushes) = tokio::sync::mpsc::unbounded_channel::<PushInfo>();
         let connected = async {
@@ -150,14 +150,14 @@ async fn cluster_subscriber(
         };
         match conn {
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "decision subscriber cannot connect to Redis Cluster at {}", store.address);
+                tracing::warn!(error = %e, retry_in = ?delays.peek(), "decision subscriber cannot connect to Redis Cluster at {}", store.address);
             }
             Ok(_conn) => {
                 tracing::info!(
                     channels = channels.len(),
                     "decision subscriber connected to Redis Cluster"
                 );
-                backoff = Duration::from_millis(100);
+                delays.reset();
                 let mut resync_at = Some(Instant::now());
                 loop {
                     let due =
@@ -194,7 +194,7 @@ async fn cluster_subscriber(
                 store.subscribed.store(false, Ordering::Relaxed);
             }
         }
-        if !back_off(&mut backoff, &shutdown).await {
+        if !back_off(&mut delays, &shutdown).await {
             return;
         }
     }

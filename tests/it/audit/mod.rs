@@ -10,7 +10,7 @@ use crate::common::{
     AppOptions, Backend, POLICY, RedisServer, SLACK_SIGNING_SECRET, TestApp, free_port, request,
     spawn_app, spawn_app_with,
 };
-use greenlight::audit::cli::fetch_and_verify;
+use greenlight::cli::audit::fetch_and_verify;
 use greenlight::audit::{Entry, GENESIS, Verified};
 use greenlight::client::Client;
 use greenlight::domain::{ActionRequest, Outcome, Status};

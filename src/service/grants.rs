@@ -1,11 +1,10 @@
 //! What `POST /v1/grants/verify` and `POST /v1/actions/{id}/revoke` do beyond the
 //! signature: scope, revocation and single use, shared by every replica through the store.
 
-use super::{Claims, GrantRejection};
+use super::{Client, Permission, Service, ServiceError, ServiceResult};
 use crate::audit::AuditEvent;
 use crate::domain::{Action, ActionId, Status};
-use crate::policy::Role;
-use crate::service::{Client, Service, ServiceError, ServiceResult};
+use crate::grants::{Claims, GrantRejection};
 use crate::store::StoreResult;
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -78,7 +77,7 @@ pub async fn verify(
     client: &Client,
     request: &VerifyRequest,
 ) -> ServiceResult<Result<Claims, GrantRejection>> {
-    let audience = (!client.spec.has_role(Role::Admin)).then(|| client.id());
+    let audience = (!client.may(Permission::VerifyAnyGrant)).then(|| client.id());
     let verdict = check(service, request, audience, Utc::now()).await?;
     grant_verified(service, client, request, &verdict).await;
     Ok(verdict)
@@ -120,17 +119,10 @@ pub async fn revoke(
     id: &ActionId,
     reason: Option<&str>,
 ) -> ServiceResult<Action> {
-    if !client.spec.has_role(Role::Admin) {
-        return Err(ServiceError::Forbidden(
-            "revoking a grant needs the admin role".into(),
-        ));
-    }
+    client.authorize(Permission::RevokeGrants)?;
     let action = service.get(client, id).await?;
     if action.status != Status::Approved {
-        return Err(ServiceError::Conflict(format!(
-            "action is {}: only an approved action has a grant to revoke",
-            action.status
-        )));
+        return Err(ServiceError::NoGrant(action.status));
     }
     // Outlives any grant of the action: its lifetime counts from the decision.
     let ttl = Duration::from_secs(action.policy.grant_ttl_seconds) + REVOKED_MARGIN;

@@ -1,8 +1,8 @@
 //! `greenlight proxy --upstream URL --routes routes.toml`: the command that runs the proxy.
 
-use super::{Proxy, ProxyConfig};
-use crate::cli::exit;
+use super::exit;
 use crate::client::Client;
+use crate::proxy::{Proxy, ProxyConfig};
 use crate::telemetry::LogFormat;
 use clap::Args;
 use std::path::PathBuf;

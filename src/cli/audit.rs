@@ -1,9 +1,8 @@
 //! `greenlight audit export|verify`: the audit trail as JSON lines, and its hash chain
 //! checked, from a file or live through the API.
 
-use super::verify::{Verifier, verify_lines};
-use super::{GENESIS, MAX_LIMIT, Verified};
-use crate::cli::exit;
+use super::exit;
+use crate::audit::{Broken, GENESIS, MAX_LIMIT, Verified, Verifier, verify_lines};
 use crate::client::{Client, ClientError};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
@@ -178,9 +177,7 @@ async fn verify_live() -> ExitCode {
 }
 
 /// Pages through the whole trail and checks it as it goes.
-pub async fn fetch_and_verify(
-    client: &Client,
-) -> Result<Result<Verified, super::Broken>, ClientError> {
+pub async fn fetch_and_verify(client: &Client) -> Result<Result<Verified, Broken>, ClientError> {
     let mut verifier = Verifier::new();
     let mut after: Option<String> = None;
     loop {
