@@ -10,8 +10,8 @@ use crate::common::{
     AppOptions, Backend, POLICY, RedisServer, SLACK_SIGNING_SECRET, TestApp, free_port, request,
     spawn_app, spawn_app_with,
 };
-use greenlight::cli::audit::fetch_and_verify;
 use greenlight::audit::{Entry, GENESIS, Verified};
+use greenlight::cli::audit::fetch_and_verify;
 use greenlight::client::Client;
 use greenlight::domain::{ActionRequest, Outcome, Status};
 use greenlight::signing::Secret;
