@@ -77,13 +77,6 @@ impl MemoryAuditLog {
     }
 }
 
-pub(super) async fn redis_head(
-    conn: &mut (impl redis::aio::ConnectionLike + Send),
-    head_key: &str,
-) -> redis::RedisResult<Option<String>> {
-    redis::cmd("GET").arg(head_key).query_async(conn).await
-}
-
 /// What `audit_append.lua` answered: `appended` and the new ids, or `moved` and the head
 /// that stands ('' for none).
 pub(super) fn redis_append_reply(reply: Vec<String>) -> AuditAppend {

@@ -245,7 +245,16 @@ impl Run {
 
     /// Each action's decision is in the audit trail once, and the chain verifies.
     async fn assert_audited_once(&self, ids: &[String]) {
-        let decisions = self.decisions_in_audit().await;
+        // An entry is appended just after the change it records: a decision seen a moment
+        // ago may still be on its way into the trail (never more than once, never lost).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let decisions = loop {
+            let decisions = self.decisions_in_audit().await;
+            if ids.iter().all(|id| decisions.contains_key(id)) || Instant::now() >= deadline {
+                break decisions;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
         for (i, id) in ids.iter().enumerate() {
             assert_eq!(
                 decisions.get(id).map(Vec::as_slice),
