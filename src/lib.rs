@@ -16,7 +16,6 @@ pub mod outbound;
 pub mod policy;
 pub mod proxy;
 pub mod reload;
-pub mod retry;
 pub mod service;
 pub mod slack;
 pub mod sql;
@@ -27,4 +26,4 @@ pub mod workers;
 
 // What a service that only gates needs lives in the `greenlight-client` crate; these keep
 // its parts at the paths they had in this crate.
-pub use greenlight_client::{client, error, middleware, signing};
+pub use greenlight_client::{client, error, middleware, retry, signing};

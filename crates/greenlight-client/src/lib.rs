@@ -11,6 +11,7 @@ pub mod client;
 pub mod domain;
 pub mod error;
 pub mod middleware;
+pub mod retry;
 pub mod signing;
 
 pub use claims::Claims;

@@ -3,12 +3,16 @@
 
 use super::{Client, ClientError, is_transient};
 use crate::domain::{Action, ActionId, Status};
+use crate::retry::Backoff;
 use std::time::Duration;
 use tokio::time::Instant;
 
 /// A long-poll that ends this close to the deadline ends the wait: another poll would
 /// overshoot it by a whole second.
 const WAIT_SLACK: Duration = Duration::from_millis(250);
+/// A long-poll that failed for a passing reason is tried again from 200 ms, doubling, at
+/// most 5 s apart.
+const TRANSIENT: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
 
 impl Client {
     /// Waits until the action is decided or `timeout` passes (then it answers the action
@@ -31,7 +35,7 @@ impl Client {
         id: &ActionId,
         deadline: Instant,
     ) -> Result<Action, ClientError> {
-        let mut backoff = Duration::from_millis(200);
+        let mut delays = TRANSIENT.delays();
         loop {
             // Whole seconds rounded up: rounded down, `--timeout 1s` would not wait at all
             // and every timeout would give up to a second early.
@@ -43,12 +47,11 @@ impl Client {
                     match self.confirm(id, action).await? {
                         Some(done) => return Ok(done),
                         None if last_poll => return self.get(id).await,
-                        None => backoff = Duration::from_millis(200),
+                        None => delays.reset(),
                     }
                 }
-                Err(e) if is_transient(&e) && Instant::now() + backoff < deadline => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                Err(e) if is_transient(&e) && Instant::now() + delays.peek() < deadline => {
+                    tokio::time::sleep(delays.next_delay()).await;
                 }
                 Err(e) => return Err(e),
             }

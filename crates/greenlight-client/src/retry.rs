@@ -1,8 +1,8 @@
-//! The one retry policy: capped exponential backoff (with jitter where many callers may
-//! retry at once), and the loop around an attempt that may name its own wait
-//! (`Retry-After`). Every loop here that tries again uses it: outbound HTTP (Slack,
-//! PagerDuty, webhooks), the Redis subscriber and failover reads, the scheduler, the audit
-//! writer and Slack's start-up check.
+//! The one retry policy of Greenlight: capped exponential backoff (with jitter where many
+//! callers may retry at once), and the loop around an attempt that may name its own wait
+//! (`Retry-After`). Every loop that tries again uses it: the client's long-poll here, and
+//! in the server outbound HTTP (Slack, PagerDuty, webhooks), the Redis subscriber and
+//! failover reads, the scheduler, the audit writer and Slack's start-up check.
 
 use std::future::Future;
 use std::time::Duration;
