@@ -1,5 +1,6 @@
 //! What `POST /v1/grants/verify` and `POST /v1/actions/{id}/revoke` do beyond the
-//! signature: scope, revocation and single use, shared by every replica through the store.
+//! signature: scope, revocation, single use and the uses of access windows, shared by
+//! every replica through the store.
 
 use super::{Client, Forbidden, Permission, Service, ServiceError, ServiceResult};
 use crate::audit::AuditEvent;
@@ -114,16 +115,13 @@ pub async fn use_window(
     if request.consume {
         return Err(ServiceError::WindowGrantNotConsumable);
     }
-    let verdict = match check(service, request, Some(client.id()), Utc::now()).await? {
+    // The audience only, admins included: a use is the audience letting a request through.
+    let claims = match check(service, request, Some(client.id()), Utc::now()).await? {
         Ok(claims) if claims.win.is_none() => {
             return Err(ServiceError::InvalidRequest(
                 "use: applies only to an access window's grant (`window_seconds`)".into(),
             ));
         }
-        Ok(claims) => Ok(claims),
-        Err(rejection) => Err(rejection),
-    };
-    let claims = match verdict {
         Ok(claims) => claims,
         Err(rejection) => {
             grant_verified(service, client, request, &Err(rejection)).await;
@@ -190,13 +188,12 @@ pub async fn revoke(
     let action = if client.may(Permission::RevokeGrants) {
         service.get(client, id).await?
     } else {
-        // The creating client may end its own access window (`greenlight access revoke`);
-        // anything else needs the admin role, and is refused as before without telling
-        // whether the action exists.
-        let lacks = ServiceError::Forbidden(Forbidden::Lacks(Permission::RevokeGrants));
+        // Anyone else is refused as before, without telling whether the action exists.
         match service.get(client, id).await {
-            Ok(a) if a.window.is_some() && a.client == client.id() => a,
-            Ok(_) | Err(ServiceError::NotFound) => return Err(lacks),
+            Ok(a) => client.authorize_revoke(&a).map(|()| a)?,
+            Err(ServiceError::NotFound) => {
+                return Err(Forbidden::Lacks(Permission::RevokeGrants).into());
+            }
             Err(e) => return Err(e),
         }
     };
