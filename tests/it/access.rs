@@ -4,7 +4,10 @@
 //! in force.
 
 use crate::audit::entries_until;
-use crate::common::{AppOptions, Backend, POLICY, Resp, TestApp, request, spawn_app_with};
+use crate::common::slack::{FakeSlack, block_action, interaction_body, signed_slack_headers};
+use crate::common::{
+    AppOptions, Backend, POLICY, Resp, SLACK_SIGNING_SECRET, TestApp, request, spawn_app_with,
+};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use greenlight::grants::generate_signing_key;
@@ -410,7 +413,72 @@ async fn access_lists_the_windows_in_force(backend: Backend) {
     assert_eq!(list("app", "?what=1").await.status, 400);
 }
 
+/// A window is approved in Slack like any other action; the approval starts it.
+async fn a_window_is_approved_in_slack(backend: Backend) {
+    let slack = FakeSlack::start().await;
+    let app = spawn_app_with(
+        backend,
+        AppOptions {
+            policy: policy(),
+            slack_api_base: Some(slack.base.clone()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut body = window("db.*", "postgres://prod/*", 1800);
+    body["audience"] = "other".into();
+    let r = app.create(&body).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !slack
+        .calls_to("chat.postMessage")
+        .iter()
+        .any(|c| c.args.to_string().contains(&id))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no approval message"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let payload = block_action(
+        "U0BOB",
+        "greenlight_approve",
+        &id,
+        "C0APPROVALS",
+        "1700000000.000001",
+        &slack.response_url(),
+    );
+    let click = interaction_body(&payload);
+    let headers =
+        signed_slack_headers(SLACK_SIGNING_SECRET, chrono::Utc::now().timestamp(), &click);
+    let r = app
+        .send_raw("POST", "/slack/interactions", click, &headers)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let action = loop {
+        let a = app.get("app", &id).await.body;
+        if a["status"] == "approved" {
+            break a;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not approved: {a}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(action["decision"]["decided_by"], json!(["U0BOB"]));
+    assert_eq!(
+        action["window"]["starts_at"],
+        action["decision"]["decided_at"]
+    );
+    let token = token(&action);
+    assert_eq!(claims(&token)["approvers"], json!(["U0BOB"]));
+    let r = use_grant(&app, "other", &token, "db.select", "postgres://prod/users").await;
+    assert_eq!(r.body["uses"], 1, "{}", r.body);
+}
+
 on_both_backends!(
+    a_window_is_approved_in_slack,
     window_requests_follow_the_rule,
     an_approved_window_is_used_within_its_scope,
     revoking_a_window_ends_it_at_once,
