@@ -28,6 +28,8 @@ pub enum EventKind {
     CallbackSent,
     CallbackFailed,
     GrantVerified,
+    AccessUsed,
+    AccessEnded,
     SlackError,
     PolicyReloaded,
 }
@@ -49,6 +51,8 @@ impl EventKind {
             EventKind::CallbackSent => "callback_sent",
             EventKind::CallbackFailed => "callback_failed",
             EventKind::GrantVerified => "grant_verified",
+            EventKind::AccessUsed => "access_used",
+            EventKind::AccessEnded => "access_ended",
             EventKind::SlackError => "slack_error",
             EventKind::PolicyReloaded => "policy_reloaded",
         }
@@ -324,6 +328,40 @@ impl AuditEvent {
             .detail("consumed", consumed);
         event.action_id = action_id.map(ToString::to_string);
         event
+    }
+
+    /// An access window's grant was used (`POST /v1/grants/verify` with `use`) by
+    /// `caller` for a concrete action and resource within its scope.
+    pub fn access_used(
+        action_id: &ActionId,
+        caller: &str,
+        requester: &str,
+        action: &str,
+        resource: &str,
+        uses: u64,
+    ) -> Self {
+        Self::new(EventKind::AccessUsed)
+            .action_id(action_id)
+            .client(caller)
+            .actor(caller)
+            .detail("requester", requester)
+            .detail("action", action)
+            .detail("resource", resource)
+            .detail("uses", uses)
+    }
+
+    /// An access window ended (`expired` at its `ends_at`, or `revoked` by `actor`), after
+    /// `uses` uses.
+    pub fn access_ended(
+        action: &Action,
+        ended: crate::domain::WindowEnd,
+        actor: &str,
+        uses: u64,
+    ) -> Self {
+        Self::about(EventKind::AccessEnded, action)
+            .actor(actor)
+            .detail("ended", ended.as_str())
+            .detail("uses", uses)
     }
 
     /// The policy file was reloaded (`SIGHUP`, or `POST /v1/admin/reload`, whose client

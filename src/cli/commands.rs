@@ -22,6 +22,8 @@ impl RequestFields {
             ttl_seconds: self.ttl.map(|t| t.as_secs()),
             callback_url: self.callback_url,
             binding: None,
+            window_seconds: None,
+            audience: None,
         }
     }
 }

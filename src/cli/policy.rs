@@ -61,6 +61,15 @@ impl PolicyCommand {
                     policy.clients.len(),
                     policy.oncall.len()
                 );
+                for rule in &policy.rules {
+                    if let Some(max) = rule.max_window {
+                        println!(
+                            "rule {:?}: access windows up to {}",
+                            rule.name,
+                            crate::policy::duration::format(max)
+                        );
+                    }
+                }
                 ExitCode::SUCCESS
             }
             PolicyCommand::Explain {

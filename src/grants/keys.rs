@@ -198,6 +198,7 @@ impl GrantKeys {
             exp: 1,
             jti: ulid::Ulid::new().to_string(),
             dig: None,
+            win: None,
         };
         let token = keys.sign(&probe).context("signing with the grant key")?;
         keys.verify_at(&token, 0)
@@ -238,12 +239,21 @@ impl GrantKeys {
             },
             None => Vec::new(),
         };
+        // A window's grant lives as long as the window and answers to its audience.
+        let (ttl, aud, win) = match &action.window {
+            Some(w) => (
+                Duration::from_secs(w.seconds),
+                w.audience.clone(),
+                Some(w.seconds),
+            ),
+            None => (ttl, action.client.clone(), None),
+        };
         let iat = now.timestamp();
         let exp = iat + ttl.min(MAX_TTL).as_secs() as i64;
         let claims = Claims {
             iss: self.issuer.clone(),
             sub: action.requester.id.clone(),
-            aud: action.client.clone(),
+            aud,
             aid: action.id.to_string(),
             act: action.action.clone(),
             res: action.resource.clone(),
@@ -252,6 +262,7 @@ impl GrantKeys {
             exp,
             jti: ulid::Ulid::new().to_string(),
             dig: action.binding.as_ref().map(|b| b.digest.clone()),
+            win,
         };
         // The key was checked by signing at start, and the claims are plain strings and
         // numbers: signing cannot fail here.

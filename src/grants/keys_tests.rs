@@ -28,6 +28,7 @@ fn approved(by: DecidedBy) -> Action {
         callback_url: None,
         escalation: None,
         binding: None,
+        window: None,
         decision: None,
     };
     action.decide(Outcome::Approved, by, None, now).unwrap();

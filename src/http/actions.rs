@@ -57,7 +57,7 @@ impl IntoResponse for ActionBody {
         (status = 200, description = "An idempotent repeat of the same request", body = Action),
         (status = 403, description = "Needs the requester or admin role", body = ErrorBody),
         (status = 409, description = "A repeated `webhook-id` with another body", body = ErrorBody),
-        (status = 422, description = "The rule forbids self-approval and the requester has neither `email` nor `slack_user_id` (code `requester_unverifiable`)", body = ErrorBody),
+        (status = 422, description = "The rule forbids self-approval and the requester has neither `email` nor `slack_user_id` (code `requester_unverifiable`), or the request asks for an access window and the rule has no `max_window` (code `window_not_allowed`)", body = ErrorBody),
         (status = 429, description = "The client already has its `max_pending` actions pending (`too_many_pending`)", body = ErrorBody),
         SignedErrors,
     )

@@ -31,6 +31,10 @@ pub enum ApiError {
     /// neither `email` nor `slack_user_id`.
     #[error("{0}")]
     RequesterUnverifiable(String),
+    /// 422 `window_not_allowed`: an access window was asked of a rule without
+    /// `max_window`.
+    #[error("{0}")]
+    WindowNotAllowed(String),
     /// 415 `unsupported_media_type`
     #[error("request body must be application/json")]
     UnsupportedMediaType,
@@ -59,6 +63,10 @@ impl ApiError {
             ApiError::RequesterUnverifiable(_) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 ErrorCode::RequesterUnverifiable,
+            ),
+            ApiError::WindowNotAllowed(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::WindowNotAllowed,
             ),
             ApiError::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -102,6 +110,12 @@ impl From<ServiceError> for ApiError {
             ServiceError::TooManyPending(limit) => ApiError::TooManyPending(format!(
                 "this client already has {limit} pending actions, its limit (max_pending); wait for some to be decided"
             )),
+            ServiceError::WindowNotAllowed(rule) => ApiError::WindowNotAllowed(format!(
+                "window_seconds: rule `{rule}` allows no access windows (it has no max_window)"
+            )),
+            ServiceError::WindowGrantNotConsumable => ApiError::Invalid(
+                "consume: an access window's grant is used (`use: true`), never consumed".into(),
+            ),
             ServiceError::Store(e) => e.into(),
         }
     }

@@ -49,6 +49,10 @@ struct VerifyBody {
     resource: Option<String>,
     #[serde(default)]
     consume: bool,
+    /// One use of an access window's grant (which `action` and `resource`, both required,
+    /// must fall within): counted, and audited as `access_used`.
+    #[serde(default, rename = "use")]
+    use_window: bool,
 }
 
 /// `{"valid": true, "claims": {...}}` or `{"valid": false, "reason": "..."}`: always `200`
@@ -60,6 +64,9 @@ enum VerifyAnswer {
         #[schema(schema_with = super::openapi::always_true)]
         valid: bool,
         claims: Box<Claims>,
+        /// With `use`: how many times the window's grant was used, this use included.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        uses: Option<u64>,
     },
     Invalid {
         #[schema(schema_with = super::openapi::always_false)]
@@ -72,8 +79,11 @@ enum VerifyAnswer {
 ///
 /// Only the client the grant was issued to (`aud`), or an admin, gets an answer about it:
 /// anyone else gets `wrong_audience`, and the grant is not spent. `action` and `resource`,
-/// when given, must be the grant's; `consume: true` makes the grant single-use,
-/// atomically. An invalid grant is an answer (`200`), not an error.
+/// when given, must be the grant's (or, for an access window's grant, fall within its
+/// patterns); `consume: true` makes the grant single-use, atomically (`400` for a
+/// window's grant). `use: true` records one use of a window's grant by its audience for
+/// the concrete `action` and `resource`, and answers with the count (`uses`). An invalid
+/// grant is an answer (`200`), not an error.
 #[utoipa::path(
     post,
     path = "/v1/grants/verify",
@@ -95,10 +105,20 @@ async fn verify(
         resource: body.resource,
         consume: body.consume,
     };
-    let answer = match grants::verify(&state.service, &signed.client, &request).await? {
-        Ok(claims) => VerifyAnswer::Valid {
+    let verdict = if body.use_window {
+        grants::use_window(&state.service, &signed.client, &request)
+            .await?
+            .map(|(claims, uses)| (claims, Some(uses)))
+    } else {
+        grants::verify(&state.service, &signed.client, &request)
+            .await?
+            .map(|claims| (claims, None))
+    };
+    let answer = match verdict {
+        Ok((claims, uses)) => VerifyAnswer::Valid {
             valid: true,
             claims: Box::new(claims),
+            uses,
         },
         Err(reason) => VerifyAnswer::Invalid {
             valid: false,
@@ -114,9 +134,11 @@ struct RevokeBody {
     reason: Option<String>,
 }
 
-/// Revokes the grant of an approved action (role `admin`).
+/// Revokes the grant of an approved action (role `admin`; the creating client may also
+/// revoke its own access window).
 ///
-/// `verify` then answers `revoked` for it. Revoking twice is harmless.
+/// `verify` then answers `revoked` for it, and an access window ends at once
+/// (`window.ended = "revoked"`). Revoking twice is harmless.
 #[utoipa::path(
     post,
     path = "/v1/actions/{id}/revoke",
@@ -125,7 +147,7 @@ struct RevokeBody {
     request_body(content = Option<RevokeBody>, description = "Optional"),
     responses(
         (status = 200, description = "The action, whose grant is revoked", body = Action),
-        (status = 403, description = "Needs the admin role", body = super::openapi::ErrorBody),
+        (status = 403, description = "Needs the admin role (or to be the creator of the access window)", body = super::openapi::ErrorBody),
         (status = 404, description = "No such action", body = super::openapi::ErrorBody),
         (status = 409, description = "The action is not approved", body = super::openapi::ErrorBody),
         super::openapi::SignedErrors,

@@ -1,5 +1,6 @@
 //! The HTTP surface: one router per concern, merged here, sharing one [`AppState`].
 
+mod access;
 mod actions;
 mod admin;
 mod audit;
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> IntoMakeService<Router> {
 /// The routes the OpenAPI document describes, and the document collected from them.
 fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(access::router())
         .merge(actions::router())
         .merge(admin::router())
         .merge(audit::router())

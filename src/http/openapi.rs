@@ -228,6 +228,7 @@ mod tests {
             ApiError::PayloadTooLarge,
             ApiError::UnsupportedMediaType,
             ApiError::RequesterUnverifiable("x".into()),
+            ApiError::WindowNotAllowed("x".into()),
             ApiError::TooManyPending("x".into()),
             ApiError::Unavailable,
             ApiError::Internal(anyhow::anyhow!("x")),
@@ -241,6 +242,9 @@ mod tests {
             let body: ErrorBody = serde_json::from_slice(&bytes)
                 .unwrap_or_else(|e| panic!("{status}: {e}: {}", String::from_utf8_lossy(&bytes)));
             let expected = match status.as_u16() {
+                422 if body.error.code == ErrorCode::WindowNotAllowed => {
+                    ErrorCode::WindowNotAllowed
+                }
                 400 => ErrorCode::InvalidRequest,
                 401 => ErrorCode::Unauthorized,
                 403 => ErrorCode::Forbidden,

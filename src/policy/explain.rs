@@ -114,6 +114,10 @@ impl fmt::Display for Explanation<'_> {
             "  grant ttl:            {}",
             duration::format(e.grant_ttl)
         )?;
+        let max_window = e
+            .max_window
+            .map_or_else(|| "(no windows)".to_owned(), duration::format);
+        writeln!(f, "  max window:           {max_window}")?;
         writeln!(f, "  reason required:      {}", yes_no(e.reason_required))?;
         writeln!(
             f,

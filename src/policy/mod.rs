@@ -3,7 +3,7 @@
 //! `Policy::parse`/`load` validate everything up front so the rest of the service never
 //! re-checks raw strings; `evaluate` is pure and cheap enough to run on every intake request.
 
-mod duration;
+pub mod duration;
 mod error;
 mod explain;
 mod matching;
@@ -48,6 +48,8 @@ pub struct Evaluation<'p> {
     /// Caps the request's `ttl_seconds`, and is the ttl when the request gives none.
     pub max_ttl: Duration,
     pub grant_ttl: Duration,
+    /// The rule's `max_window`: caps an access window; `None` refuses one.
+    pub max_window: Option<Duration>,
     pub reason_required: bool,
     pub deny_reason_required: bool,
     pub allow_self_approval: bool,
@@ -161,6 +163,7 @@ impl Policy {
                 channel: r.channel.clone().or_else(|| d.channel.clone()),
                 max_ttl: r.ttl.unwrap_or(d.ttl),
                 grant_ttl: r.grant_ttl.unwrap_or(d.grant_ttl),
+                max_window: r.max_window,
                 reason_required: r.reason_required,
                 deny_reason_required: r.deny_reason_required,
                 allow_self_approval: r.allow_self_approval,
@@ -174,6 +177,7 @@ impl Policy {
                 channel: d.channel.clone(),
                 max_ttl: d.ttl,
                 grant_ttl: d.grant_ttl,
+                max_window: None,
                 reason_required: false,
                 deny_reason_required: false,
                 allow_self_approval: false,

@@ -189,6 +189,8 @@ pub struct Rule {
     pub channel: Option<String>,
     pub ttl: Option<Duration>,
     pub grant_ttl: Option<Duration>,
+    /// The longest access window this rule approves; `None` refuses windows.
+    pub max_window: Option<Duration>,
     pub deny_reason_required: bool,
     pub reason_required: bool,
     pub allow_self_approval: bool,

@@ -142,6 +142,7 @@ impl Cx<'_> {
             channel: r.channel,
             ttl: self.opt_duration(r.ttl.as_ref(), &what, "ttl")?,
             grant_ttl: self.opt_duration(r.grant_ttl.as_ref(), &what, "grant_ttl")?,
+            max_window: self.opt_duration(r.max_window.as_ref(), &what, "max_window")?,
             deny_reason_required: r.deny_reason_required,
             reason_required: r.reason_required,
             allow_self_approval: r.allow_self_approval,

@@ -63,6 +63,7 @@ pub(super) struct RawRule {
     pub channel: Option<String>,
     pub ttl: Option<Spanned<String>>,
     pub grant_ttl: Option<Spanned<String>>,
+    pub max_window: Option<Spanned<String>>,
     #[serde(default)]
     pub deny_reason_required: bool,
     #[serde(default)]

@@ -373,3 +373,25 @@ fn explain_without_a_match_shows_the_default_and_every_failure() {
         "{text}"
     );
 }
+
+#[test]
+fn max_window_is_parsed_applied_and_explained() {
+    let src = LAYERED.replace(
+        "name = \"anything-else-db\"\n",
+        "name = \"anything-else-db\"\nmax_window = \"4h\"\n",
+    );
+    let p = Policy::parse(&src).unwrap();
+    let empty = Map::new();
+    let x = p.explain(&input("db.*", "postgres://prod/*", "c", &empty));
+    assert_eq!(x.evaluation.max_window, Some(Duration::from_secs(4 * 3600)));
+    assert!(x.to_string().contains("max window:           4h"), "{x}");
+    let x = p.explain(&input("db.drop", "prod/users", "c", &empty));
+    assert_eq!(x.evaluation.max_window, None);
+    assert!(x.to_string().contains("max window:           (no windows)"));
+    let bad = LAYERED.replace(
+        "name = \"anything-else-db\"\n",
+        "name = \"anything-else-db\"\nmax_window = \"forever\"\n",
+    );
+    let e = Policy::parse(&bad).unwrap_err().to_string();
+    assert!(e.contains("max_window"), "{e}");
+}

@@ -239,5 +239,7 @@ fn action_request(parts: &Parts, matched: &Matched<'_>, requester: Person) -> Ac
         ttl_seconds: route.ttl.map(|t| t.as_secs()),
         callback_url: None,
         binding: None,
+        window_seconds: None,
+        audience: None,
     }
 }

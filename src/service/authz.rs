@@ -15,7 +15,8 @@ pub enum Permission {
     DecideActions,
     /// Verify any client's grant (others verify only their own): `admin`.
     VerifyAnyGrant,
-    /// Revoke an approved action's grant: `admin`.
+    /// Revoke an approved action's grant: `admin` (the creator of an access window may
+    /// revoke that window: see [`Client::authorize_revoke`]).
     RevokeGrants,
     /// Reload the policy file and client secrets: `admin`.
     ReloadPolicy,
@@ -52,6 +53,15 @@ impl Client {
     /// Whether one of the client's roles grants `permission`.
     pub fn may(&self, permission: Permission) -> bool {
         permission.roles().iter().any(|r| self.spec.has_role(*r))
+    }
+
+    /// Revoking `action`'s grant: an admin, or the client that created it when it is an
+    /// access window (ending its own access early, as `greenlight access revoke` does).
+    pub fn authorize_revoke(&self, action: &crate::domain::Action) -> Result<(), Forbidden> {
+        if action.window.is_some() && action.client == self.id() {
+            return Ok(());
+        }
+        self.authorize(Permission::RevokeGrants)
     }
 
     pub fn authorize(&self, permission: Permission) -> Result<(), Forbidden> {

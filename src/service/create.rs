@@ -4,7 +4,7 @@
 use super::{Client, CreateOutcome, Permission, Service, ServiceError, ServiceResult};
 use crate::audit::AuditEvent;
 use crate::domain::{
-    Action, ActionRequest, DecidedBy, Outcome, PolicySnapshot, StagePlan, Status, from_json,
+    Action, ActionRequest, DecidedBy, Outcome, PolicySnapshot, StagePlan, Status, Window, from_json,
 };
 use crate::policy::{MatchInput, RuleDecision};
 use crate::store::{Created, NewAction, Timer};
@@ -43,6 +43,22 @@ impl Service {
         {
             return Err(ServiceError::RequesterUnverifiable(eval.rule_name.clone()));
         }
+        let window = match &request.window {
+            None => None,
+            Some(asked) => {
+                let Some(max) = eval.max_window else {
+                    return Err(ServiceError::WindowNotAllowed(eval.rule_name));
+                };
+                let audience = asked.audience.as_deref().unwrap_or(client.id());
+                if !loaded.clients.contains_key(audience) {
+                    return Err(ServiceError::InvalidRequest(format!(
+                        "audience: no client `{audience}` in the policy"
+                    )));
+                }
+                let seconds = asked.length.min(max).as_secs().max(1);
+                Some(Window::new(seconds, audience.to_owned()))
+            }
+        };
         // Whole seconds, as the action object shows them, so expiry matches what callers see.
         let now = Utc::now().trunc_subsecs(0);
         let ttl = request.ttl.map_or(eval.max_ttl, |t| t.min(eval.max_ttl));
@@ -86,6 +102,7 @@ impl Service {
             callback_url: request.callback_url.map(String::from),
             escalation: None,
             binding: request.binding,
+            window,
             decision: None,
         };
         let auto = match eval.decision {
@@ -104,13 +121,14 @@ impl Service {
                 .expect("a new action is pending");
             self.attach_grant(&mut action);
         }
-        // An auto-decided action has no timers and posts nothing to Slack.
+        // An auto-decided action has no timers and posts nothing to Slack; an
+        // auto-approved window still ends on time.
         let timers = if action.is_pending() {
             let mut t = self.effects(&action);
             t.extend(Timer::deadlines(&action));
             t
         } else {
-            Vec::new()
+            Timer::window_end(&action).into_iter().collect()
         };
         let json = serde_json::to_string(&action).expect("actions serialize");
         let body_hash = hex::encode(Sha256::digest(body));
@@ -128,12 +146,13 @@ impl Service {
             .await?;
         match created {
             Created::New => {
+                self.list_window(&action).await;
                 let mut events = vec![AuditEvent::requested(&action)];
                 events.extend(AuditEvent::auto_decided(&action));
                 self.audit.record_all(events).await;
                 crate::metrics::action_created(client.id(), &action.policy.rule);
                 super::cas::count_decision(&action, crate::metrics::By::Policy);
-                if action.is_pending() {
+                if !timers.is_empty() {
                     self.timers_changed.notify_one();
                 }
                 tracing::info!(action_id = %action.id, client = client.id(), rule = %action.policy.rule,

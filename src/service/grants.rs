@@ -1,9 +1,10 @@
 //! What `POST /v1/grants/verify` and `POST /v1/actions/{id}/revoke` do beyond the
-//! signature: scope, revocation and single use, shared by every replica through the store.
+//! signature: scope, revocation, single use and the uses of access windows, shared by
+//! every replica through the store.
 
-use super::{Client, Permission, Service, ServiceError, ServiceResult};
+use super::{Client, Forbidden, Permission, Service, ServiceError, ServiceResult};
 use crate::audit::AuditEvent;
-use crate::domain::{Action, ActionId, Status};
+use crate::domain::{Action, ActionId, Status, WindowEnd};
 use crate::grants::{Claims, GrantRejection};
 use crate::store::StoreResult;
 use chrono::{DateTime, Utc};
@@ -46,8 +47,14 @@ pub async fn check(
     if audience.is_some_and(|aud| aud != claims.aud) {
         return Ok(Err(GrantRejection::WrongAudience));
     }
-    let in_scope = request.action.as_ref().is_none_or(|a| *a == claims.act)
-        && request.resource.as_ref().is_none_or(|r| *r == claims.res);
+    let in_scope = request
+        .action
+        .as_ref()
+        .is_none_or(|a| claims.covers_action(a))
+        && request
+            .resource
+            .as_ref()
+            .is_none_or(|r| claims.covers_resource(r));
     if !in_scope {
         return Ok(Err(GrantRejection::WrongScope));
     }
@@ -77,10 +84,69 @@ pub async fn verify(
     client: &Client,
     request: &VerifyRequest,
 ) -> ServiceResult<Result<Claims, GrantRejection>> {
+    // A window's grant is used many times; spending it would end it for everyone.
+    if request.consume
+        && let Ok(claims) = service.grants().verify_at(&request.token, i64::MIN)
+        && claims.win.is_some()
+    {
+        return Err(ServiceError::WindowGrantNotConsumable);
+    }
     let audience = (!client.may(Permission::VerifyAnyGrant)).then(|| client.id());
     let verdict = check(service, request, audience, Utc::now()).await?;
     grant_verified(service, client, request, &verdict).await;
     Ok(verdict)
+}
+
+/// `POST /v1/grants/verify` with `use: true`: one use of an access window's grant by
+/// `client`, which must be its audience, for a concrete action and resource within its
+/// scope, while it is neither expired nor revoked. A use is counted (across replicas) and
+/// audited as `access_used`; the answer carries the count. A refusal is audited as any
+/// other (`grant_verified`, invalid).
+pub async fn use_window(
+    service: &Service,
+    client: &Client,
+    request: &VerifyRequest,
+) -> ServiceResult<Result<(Claims, u64), GrantRejection>> {
+    let (Some(action), Some(resource)) = (&request.action, &request.resource) else {
+        return Err(ServiceError::InvalidRequest(
+            "action, resource: `use` needs the concrete action and resource".into(),
+        ));
+    };
+    if request.consume {
+        return Err(ServiceError::WindowGrantNotConsumable);
+    }
+    // The audience only, admins included: a use is the audience letting a request through.
+    let claims = match check(service, request, Some(client.id()), Utc::now()).await? {
+        Ok(claims) if claims.win.is_none() => {
+            return Err(ServiceError::InvalidRequest(
+                "use: applies only to an access window's grant (`window_seconds`)".into(),
+            ));
+        }
+        Ok(claims) => claims,
+        Err(rejection) => {
+            grant_verified(service, client, request, &Err(rejection)).await;
+            return Ok(Err(rejection));
+        }
+    };
+    let Ok(action_id) = claims.aid.parse::<ActionId>() else {
+        // Signed by us, so never; but a grant naming no action is no use of anything.
+        return Ok(Err(GrantRejection::BadSignature));
+    };
+    let uses = service.count_window_use(&action_id).await?;
+    tracing::info!(client = client.id(), action_id = %action_id, action, resource, uses,
+        "access window used");
+    service
+        .audit()
+        .record(AuditEvent::access_used(
+            &action_id,
+            client.id(),
+            &claims.sub,
+            action,
+            resource,
+            uses,
+        ))
+        .await;
+    Ok(Ok((claims, uses)))
 }
 
 /// Every answered verification, valid or not, passes here: the place to record it
@@ -119,14 +185,34 @@ pub async fn revoke(
     id: &ActionId,
     reason: Option<&str>,
 ) -> ServiceResult<Action> {
-    client.authorize(Permission::RevokeGrants)?;
-    let action = service.get(client, id).await?;
+    let action = if client.may(Permission::RevokeGrants) {
+        service.get(client, id).await?
+    } else {
+        // Anyone else is refused as before, without telling whether the action exists.
+        match service.get(client, id).await {
+            Ok(a) => client.authorize_revoke(&a).map(|()| a)?,
+            Err(ServiceError::NotFound) => {
+                return Err(Forbidden::Lacks(Permission::RevokeGrants).into());
+            }
+            Err(e) => return Err(e),
+        }
+    };
     if action.status != Status::Approved {
         return Err(ServiceError::NoGrant(action.status));
     }
     // Outlives any grant of the action: its lifetime counts from the decision.
-    let ttl = Duration::from_secs(action.policy.grant_ttl_seconds) + REVOKED_MARGIN;
+    let lifetime = action
+        .window
+        .as_ref()
+        .map_or(action.policy.grant_ttl_seconds, |w| w.seconds);
+    let ttl = Duration::from_secs(lifetime) + REVOKED_MARGIN;
     service.revoke_grant(action.id.as_str(), ttl).await?;
     tracing::warn!(action_id = %id, client = client.id(), reason, "grant revoked");
+    if action.window.is_some() {
+        service
+            .end_window(&action, WindowEnd::Revoked, client.id())
+            .await?;
+        return service.get(client, id).await;
+    }
     Ok(action)
 }

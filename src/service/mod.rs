@@ -24,6 +24,7 @@ mod create;
 mod door;
 pub mod grants;
 mod reads;
+mod windows;
 
 pub use authz::{Forbidden, Permission};
 pub use clients::{Client, Loaded, load};
@@ -69,6 +70,12 @@ pub enum ServiceError {
     /// The client already has this many actions pending (its `max_pending`).
     #[error("client at its max_pending ({0})")]
     TooManyPending(u32),
+    /// The matching rule (named) has no `max_window`, and the request asks for a window.
+    #[error("rule `{0}` allows no access windows")]
+    WindowNotAllowed(String),
+    /// `consume` was asked of an access window's grant, which is used, never consumed.
+    #[error("an access window's grant cannot be consumed")]
+    WindowGrantNotConsumable,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -143,16 +150,21 @@ impl Service {
     }
 
     /// Every approval carries a grant, signed once when the action becomes `approved`,
-    /// valid for the `grant_ttl` of the rule it was created under.
+    /// valid for the `grant_ttl` of the rule it was created under; an access window
+    /// starts then, and its grant lasts as long as the window.
     fn attach_grant(&self, action: &mut Action) {
         if action.status != Status::Approved {
             return;
         }
         let ttl = Duration::from_secs(action.policy.grant_ttl_seconds);
-        let issued = match &action.decision {
-            Some(d) if d.grant.is_none() => self.grants.issue(action, ttl, d.decided_at),
+        let decided_at = match &action.decision {
+            Some(d) if d.grant.is_none() => d.decided_at,
             _ => return,
         };
+        if let Some(window) = action.window.as_mut() {
+            window.start(decided_at);
+        }
+        let issued = self.grants.issue(action, ttl, decided_at);
         if let Some(d) = action.decision.as_mut() {
             d.grant = Some(issued);
         }
@@ -173,6 +185,7 @@ impl Service {
         if !action.is_pending() && action.callback_url.is_some() {
             effects.push(Timer::new(TimerKind::Callback, &action.id, now));
         }
+        effects.extend(Timer::window_end(action));
         effects
     }
 

@@ -12,8 +12,10 @@ impl Service {
     /// Reads an action for a caller already entitled to it (Slack users, workers),
     /// expiring it first if its deadline has passed (so nobody sees a pending action past
     /// `expires_at`, even before the timer runs).
+    /// An access window shows its uses and how it ended.
     pub async fn read(&self, id: &ActionId) -> ServiceResult<Action> {
-        Ok(self.load(id).await?.ok_or(ServiceError::NotFound)?.action)
+        let action = self.load(id).await?.ok_or(ServiceError::NotFound)?.action;
+        Ok(self.with_window_state(action).await?)
     }
 
     fn authorize_read(client: &Client, action: &Action) -> ServiceResult<()> {

@@ -37,6 +37,10 @@ struct Inner {
     /// (due ms, member) ordered, plus member -> due ms.
     timers: BTreeSet<(i64, String)>,
     timer_due: HashMap<String, i64>,
+    /// (namespace, key) -> (expires, count)
+    counters: HashMap<(String, String), (Instant, u64)>,
+    /// index name -> member -> listed until (unix ms)
+    indexes: HashMap<String, HashMap<String, i64>>,
     inserts: u64,
     audit: super::audit::MemoryAuditLog,
 }
@@ -69,6 +73,7 @@ impl Inner {
         }
         self.idempotency.retain(|_, (_, exp)| *exp > now);
         self.flags.retain(|_, (exp, _)| *exp > now);
+        self.counters.retain(|_, (exp, _)| *exp > now);
         self.actions
             .retain(|_, r| r.forget_at.is_none_or(|t| t > now));
     }
@@ -127,6 +132,63 @@ impl Store for MemoryStore {
             .is_some_and(|(exp, _)| *exp > now))
     }
 
+    async fn claimed(&self, ns: &str, key: &str) -> StoreResult<Option<String>> {
+        let now = Instant::now();
+        let inner = self.lock();
+        Ok(inner
+            .flags
+            .get(&(ns.to_owned(), key.to_owned()))
+            .filter(|(exp, _)| *exp > now)
+            .map(|(_, value)| value.clone()))
+    }
+
+    async fn increment(&self, ns: &str, key: &str, ttl: Duration) -> StoreResult<u64> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.sweep(now);
+        let entry = inner
+            .counters
+            .entry((ns.to_owned(), key.to_owned()))
+            .or_insert((now, 0));
+        if entry.0 <= now {
+            entry.1 = 0;
+        }
+        *entry = (now + ttl, entry.1 + 1);
+        Ok(entry.1)
+    }
+
+    async fn count(&self, ns: &str, key: &str) -> StoreResult<u64> {
+        let now = Instant::now();
+        let inner = self.lock();
+        Ok(inner
+            .counters
+            .get(&(ns.to_owned(), key.to_owned()))
+            .filter(|(exp, _)| *exp > now)
+            .map_or(0, |(_, n)| *n))
+    }
+
+    async fn index_add(&self, name: &str, member: &str, until: DateTime<Utc>) -> StoreResult<()> {
+        let mut inner = self.lock();
+        inner
+            .indexes
+            .entry(name.to_owned())
+            .or_default()
+            .insert(member.to_owned(), until.timestamp_millis());
+        Ok(())
+    }
+
+    async fn index_live(&self, name: &str, now: DateTime<Utc>) -> StoreResult<Vec<String>> {
+        let now_ms = now.timestamp_millis();
+        let mut inner = self.lock();
+        let Some(index) = inner.indexes.get_mut(name) else {
+            return Ok(Vec::new());
+        };
+        index.retain(|_, until| *until > now_ms);
+        let mut live: Vec<(i64, String)> = index.iter().map(|(m, u)| (*u, m.clone())).collect();
+        live.sort();
+        Ok(live.into_iter().map(|(_, m)| m).collect())
+    }
+
     async fn create(&self, new: NewAction<'_>) -> StoreResult<Created> {
         let now = Instant::now();
         let json = Bytes::copy_from_slice(new.json.as_bytes());
@@ -165,9 +227,10 @@ impl Store for MemoryStore {
             );
             if !decided {
                 inner.pending.insert(new.action.id.to_string());
-                for t in new.timers {
-                    inner.set_timer(t.member(), t.due_ms());
-                }
+            }
+            // As Redis does: a decided action's timers too (the end of an auto-approved window).
+            for t in new.timers {
+                inner.set_timer(t.member(), t.due_ms());
             }
         }
         if !new.action.is_pending() {

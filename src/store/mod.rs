@@ -106,6 +106,8 @@ pub enum TimerKind {
     PagerDutyResolve,
     /// POST the decided action to its `callback_url` (an effect of the decision).
     Callback,
+    /// Record the end of an approved access window at its `ends_at`.
+    WindowEnd,
 }
 
 /// A durable deadline: one sorted-set member per (kind, action).
@@ -131,6 +133,13 @@ impl Timer {
 
     pub fn expire(action: &Action) -> Self {
         Self::new(TimerKind::Expire, &action.id, action.expires_at)
+    }
+
+    /// The end of an approved access window (none for anything else).
+    pub fn window_end(action: &Action) -> Option<Self> {
+        let ends_at = action.window.as_ref()?.ends_at?;
+        (action.status == crate::domain::Status::Approved)
+            .then(|| Self::new(TimerKind::WindowEnd, &action.id, ends_at))
     }
 
     /// The deadlines of a pending action: expiry, each escalation stage, the first
@@ -165,6 +174,7 @@ impl Timer {
             TimerKind::SlackSync => format!("slack:{id}"),
             TimerKind::PagerDutyResolve => format!("pdresolve:{id}"),
             TimerKind::Callback => format!("callback:{id}"),
+            TimerKind::WindowEnd => format!("window:{id}"),
         }
     }
 
@@ -184,6 +194,7 @@ impl Timer {
             "slack" => (TimerKind::SlackSync, rest),
             "pdresolve" => (TimerKind::PagerDutyResolve, rest),
             "callback" => (TimerKind::Callback, rest),
+            "window" => (TimerKind::WindowEnd, rest),
             _ => return None,
         };
         Some(Self {
@@ -221,6 +232,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether `key` is set in namespace `ns` (and not expired).
     async fn is_set(&self, ns: &str, key: &str) -> StoreResult<bool>;
+
+    /// The value a [`claim`](Store::claim) left on `key` in namespace `ns`, if it stands.
+    async fn claimed(&self, ns: &str, key: &str) -> StoreResult<Option<String>>;
+
+    /// Adds one to the counter `key` in namespace `ns`, atomically across replicas, and
+    /// keeps it `ttl` from now: the new count.
+    async fn increment(&self, ns: &str, key: &str, ttl: Duration) -> StoreResult<u64>;
+
+    /// The counter `key` in namespace `ns`: 0 when never counted (or expired).
+    async fn count(&self, ns: &str, key: &str) -> StoreResult<u64>;
+
+    /// Lists `member` in the index `name` until `until` (an access window's end).
+    async fn index_add(&self, name: &str, member: &str, until: DateTime<Utc>) -> StoreResult<()>;
+
+    /// The members of the index `name` listed until after `now`; the rest are dropped.
+    async fn index_live(&self, name: &str, now: DateTime<Utc>) -> StoreResult<Vec<String>>;
 
     /// The id for a new action of `client` sent with `idempotency_key`. Redis Cluster
     /// chooses it so the action lands in the hash slot of its idempotency key.
@@ -335,6 +362,7 @@ mod tests {
             TimerKind::SlackSync,
             TimerKind::PagerDutyResolve,
             TimerKind::Callback,
+            TimerKind::WindowEnd,
         ] {
             let t = Timer::new(kind, &id, due);
             assert_eq!(Timer::parse(&t.member(), t.due_ms()), Some(t));

@@ -26,7 +26,7 @@ impl Pool {
 
     pub fn of(kind: TimerKind) -> Self {
         match kind {
-            TimerKind::Expire => Pool::Expiry,
+            TimerKind::Expire | TimerKind::WindowEnd => Pool::Expiry,
             TimerKind::Callback => Pool::Callbacks,
             TimerKind::Escalate(_)
             | TimerKind::Remind
@@ -69,6 +69,13 @@ impl Worker {
                 Ok(_) | Err(ServiceError::NotFound) => Fired::Done,
                 Err(e) => {
                     tracing::warn!(action_id = %id, error = %e, "expiry failed; will retry");
+                    Fired::Leave
+                }
+            }),
+            TimerKind::WindowEnd => Ok(match self.service.window_ended(id).await {
+                Ok(()) => Fired::Done,
+                Err(e) => {
+                    tracing::warn!(action_id = %id, error = %e, "window end failed; will retry");
                     Fired::Leave
                 }
             }),

@@ -9,6 +9,7 @@
 #[macro_use]
 mod common;
 
+mod access;
 mod audit;
 mod auth;
 mod callbacks;

@@ -18,6 +18,7 @@ const V1_ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/grants/verify"),
     ("post", "/v1/actions/{id}/revoke"),
     ("get", "/v1/audit"),
+    ("get", "/v1/access"),
     ("post", "/v1/admin/reload"),
 ];
 
@@ -442,4 +443,68 @@ async fn real_answers_match_the_document() {
             .is_empty(),
         "request without resource"
     );
+}
+
+/// Access windows: the request, the action with its window, a use, the revocation, the
+/// listing and `window_not_allowed` answer as the document says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_answers_match_the_document() {
+    let policy = crate::common::POLICY.replacen(
+        "[[rule]]",
+        "[[rule]]\nname = \"db-access\"\nmatch = { action = \"db.*\" }\ndecision = \"require\"\nmax_window = \"1h\"\n\n[[rule]]",
+        1,
+    );
+    let app = crate::common::spawn_app_with(
+        Backend::Memory,
+        crate::common::AppOptions {
+            policy,
+            ..Default::default()
+        },
+    )
+    .await;
+    let doc = Document::fetch(&app).await;
+    let mut body = request("db.*", "postgres://prod/*");
+    body["window_seconds"] = json!(600);
+    body["audience"] = json!("app");
+    doc.check_request("post", "/v1/actions", &body);
+    let created = app.create(&body).await;
+    doc.check("post", "/v1/actions", 201, &created);
+    let id = created.body["id"].as_str().unwrap();
+    assert_eq!(app.decide(id, "approved").await.status, 200);
+    let shown = app.get("app", id).await;
+    doc.check("get", "/v1/actions/{id}", 200, &shown);
+    let token = shown.body["decision"]["grant"]["token"].as_str().unwrap();
+
+    let used = json!({"token": token, "action": "db.select", "resource": "postgres://prod/x", "use": true});
+    doc.check_request("post", "/v1/grants/verify", &used);
+    let r = app.send_as("app", "POST", "/v1/grants/verify", &used).await;
+    doc.check("post", "/v1/grants/verify", 200, &r);
+    assert_eq!(r.body["uses"], 1);
+    let consume = json!({"token": token, "consume": true});
+    let r = app
+        .send_as("app", "POST", "/v1/grants/verify", &consume)
+        .await;
+    doc.check("post", "/v1/grants/verify", 400, &r);
+
+    let listed = app
+        .send_as("app", "GET", "/v1/access?active=true", &Value::Null)
+        .await;
+    doc.check("get", "/v1/access", 200, &listed);
+    assert_eq!(listed.body["windows"][0]["id"], id);
+    let revoked = app
+        .send_as(
+            "app",
+            "POST",
+            &format!("/v1/actions/{id}/revoke"),
+            &Value::Null,
+        )
+        .await;
+    doc.check("post", "/v1/actions/{id}/revoke", 200, &revoked);
+    assert_eq!(revoked.body["window"]["ended"], "revoked");
+
+    let mut refused = request("deploy.*", "svc/*");
+    refused["window_seconds"] = json!(600);
+    let r = app.create(&refused).await;
+    doc.check("post", "/v1/actions", 422, &r);
+    assert_eq!(r.error_code(), "window_not_allowed");
 }

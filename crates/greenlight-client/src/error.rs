@@ -28,6 +28,9 @@ pub enum ErrorCode {
     /// 422: the rule forbids self-approval and the requester has neither `email` nor
     /// `slack_user_id`.
     RequesterUnverifiable,
+    /// 422: the request asks for an access window and the matching rule has no
+    /// `max_window`.
+    WindowNotAllowed,
     /// 429: declared by the API document; no part of this version answers it.
     RateLimited,
     /// 429: the client already has its `max_pending` actions pending.
@@ -52,7 +55,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// The codes the server's API document declares, in its order.
-    pub const API: [ErrorCode; 12] = [
+    pub const API: [ErrorCode; 13] = [
         ErrorCode::InvalidRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -61,6 +64,7 @@ impl ErrorCode {
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::RequesterUnverifiable,
+        ErrorCode::WindowNotAllowed,
         ErrorCode::RateLimited,
         ErrorCode::TooManyPending,
         ErrorCode::Unavailable,
@@ -77,6 +81,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::RequesterUnverifiable => "requester_unverifiable",
+            ErrorCode::WindowNotAllowed => "window_not_allowed",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::TooManyPending => "too_many_pending",
             ErrorCode::Unavailable => "unavailable",

@@ -45,6 +45,7 @@ fn action() -> Action {
         callback_url: None,
         escalation: None,
         binding: None,
+        window: None,
         decision: None,
     }
 }

@@ -95,6 +95,11 @@ impl Keys {
         format!("{}:{ns}:{key}", self.prefix)
     }
 
+    /// A deployment-wide index (a sorted set by the time its members stay listed).
+    pub fn index(&self, name: &str) -> String {
+        format!("{}:index:{name}", self.prefix)
+    }
+
     /// The public decision channel, `{p}:decision:{id}`, the one callers subscribe to.
     pub fn channel(&self, id: &ActionId) -> String {
         format!("{}:decision:{id}", self.prefix)

@@ -96,6 +96,80 @@ impl Store for RedisStore {
         Ok(n > 0)
     }
 
+    async fn claimed(&self, ns: &str, key: &str) -> StoreResult<Option<String>> {
+        let mut conn = self.conn.clone();
+        let stored: Option<String> = cmd("GET")
+            .arg(self.keys.flag(ns, key))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        // Stored as `{token} {value}` (see `claim`).
+        Ok(stored.map(|s| {
+            s.split_once(' ')
+                .map(|(_, v)| v.to_owned())
+                .unwrap_or_default()
+        }))
+    }
+
+    async fn increment(&self, ns: &str, key: &str, ttl: Duration) -> StoreResult<u64> {
+        let key = self.keys.flag(ns, key);
+        let mut conn = self.conn.clone();
+        // One transaction: the count and its lifetime land together.
+        let (count, _): (u64, i64) = redis::pipe()
+            .atomic()
+            .cmd("INCR")
+            .arg(&key)
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(ttl.as_millis().max(1) as u64)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        Ok(count)
+    }
+
+    async fn count(&self, ns: &str, key: &str) -> StoreResult<u64> {
+        let mut conn = self.conn.clone();
+        let n: Option<u64> = cmd("GET")
+            .arg(self.keys.flag(ns, key))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        Ok(n.unwrap_or(0))
+    }
+
+    async fn index_add(&self, name: &str, member: &str, until: DateTime<Utc>) -> StoreResult<()> {
+        let mut conn = self.conn.clone();
+        let _: i64 = cmd("ZADD")
+            .arg(self.keys.index(name))
+            .arg(until.timestamp_millis())
+            .arg(member)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        Ok(())
+    }
+
+    async fn index_live(&self, name: &str, now: DateTime<Utc>) -> StoreResult<Vec<String>> {
+        let key = self.keys.index(name);
+        let now_ms = now.timestamp_millis();
+        let mut conn = self.conn.clone();
+        let (_, live): (i64, Vec<String>) = redis::pipe()
+            .atomic()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(now_ms)
+            .cmd("ZRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        Ok(live)
+    }
+
     async fn create(&self, new: NewAction<'_>) -> StoreResult<Created> {
         let id = &new.action.id;
         let shard = self.keys.shard_of(id);

@@ -45,7 +45,7 @@ async fn entries_of(app: &TestApp, id: &str) -> Vec<Value> {
 }
 
 /// The entries about `id` once one of them is `event`.
-async fn entries_until(app: &TestApp, id: &str, event: &str) -> Vec<Value> {
+pub(crate) async fn entries_until(app: &TestApp, id: &str, event: &str) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let entries = entries_of(app, id).await;

@@ -149,3 +149,34 @@ fn policy_check_reports_every_error() {
         );
     }
 }
+
+#[test]
+fn policy_check_and_explain_show_max_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.toml");
+    let policy = POLICY.replace(
+        "name = \"money\"\n",
+        "name = \"money\"\nmax_window = \"4h\"\n",
+    );
+    std::fs::write(&file, policy).unwrap();
+    let file = file.to_str().unwrap();
+    let r = run_sync(&["policy", "check", file]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("rule \"money\": access windows up to 4h"),
+        "{r:?}"
+    );
+    let r = run_sync(&[
+        "policy",
+        "explain",
+        file,
+        "--action",
+        "money.*",
+        "--resource",
+        "ledger/*",
+        "--client",
+        "app",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("max window:           4h"), "{r:?}");
+}

@@ -1,6 +1,6 @@
 //! The action object of the HTTP API and its one-way status transition.
 
-use super::Binding;
+use super::{Binding, Window};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -289,6 +289,9 @@ pub struct Action {
     /// The one HTTP request a gate held for this action (see [`Binding`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binding: Option<Binding>,
+    /// Set when the request asked for an access window (`window_seconds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<Window>,
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub decision: Option<Decision>,
 }
@@ -475,6 +478,7 @@ mod tests {
             callback_url: None,
             escalation: None,
             binding: None,
+            window: None,
             decision: None,
         }
     }

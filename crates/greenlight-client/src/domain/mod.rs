@@ -5,10 +5,14 @@ mod action;
 mod binding;
 mod request;
 pub mod text;
+mod window;
 
 pub use action::{
     Action, ActionId, AlreadyDecided, DecidedBy, Decision, Escalation, Grant, InvalidActionId,
     Outcome, PolicySnapshot, Requester, StagePlan, Status, Vote, VoteKind, VoteRejected, rfc3339,
 };
 pub use binding::Binding;
-pub use request::{ActionRequest, CallbackRules, Invalid, ValidRequest, is_action_name};
+pub use request::{
+    ActionRequest, CallbackRules, Invalid, ValidRequest, WindowRequest, is_action_name,
+};
+pub use window::{Window, WindowEnd};

@@ -10,8 +10,13 @@ use std::time::Duration;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ActionRequest {
-    #[cfg_attr(feature = "openapi", schema(pattern = "^[a-z0-9][a-z0-9._:-]{0,127}$"))]
+    /// With `window_seconds`, may end in `*` (a pattern of actions).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^(\\*|[a-z0-9][a-z0-9._:-]{0,127}\\*?)$")
+    )]
     pub action: String,
+    /// With `window_seconds`, may end in `*` (a pattern of resources).
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 512))]
     pub resource: String,
     pub requester: Requester,
@@ -33,6 +38,16 @@ pub struct ActionRequest {
     /// request with this digest (the grant carries it), and approvers see the preview.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binding: Option<Binding>,
+    /// Asks for an access window of this long, capped by the rule's `max_window`: once
+    /// approved, the grant covers `action` and `resource` (patterns when they end in `*`)
+    /// for that time, for any number of uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 60, maximum = 86400))]
+    pub window_seconds: Option<u64>,
+    /// With a window: the client id of the enforcement point that will accept the grant
+    /// (its `aud`); the creating client when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
 }
 
 /// A request that passed every rule of the HTTP API that does not depend on the policy.
@@ -46,6 +61,15 @@ pub struct ValidRequest {
     pub ttl: Option<Duration>,
     pub callback_url: Option<url::Url>,
     pub binding: Option<Binding>,
+    /// An access window, with its audience when one was named.
+    pub window: Option<WindowRequest>,
+}
+
+/// What a request asks of an access window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WindowRequest {
+    pub length: Duration,
+    pub audience: Option<String>,
 }
 
 /// A field and what is wrong with it; becomes a `400 invalid_request`.
@@ -84,6 +108,8 @@ pub const MAX_REASON_CHARS: usize = 2000;
 pub const MAX_CONTEXT_BYTES: usize = 16 * 1024;
 pub const MIN_TTL_SECONDS: u64 = 10;
 pub const MAX_TTL_SECONDS: u64 = 86_400;
+pub const MIN_WINDOW_SECONDS: u64 = 60;
+pub const MAX_WINDOW_SECONDS: u64 = 86_400;
 const MAX_REQUESTER_FIELD_CHARS: usize = 256;
 
 /// `[a-z0-9][a-z0-9._:-]{0,127}`
@@ -95,6 +121,15 @@ pub fn is_action_name(s: &str) -> bool {
         && b.iter().all(|c| {
             c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b':' | b'-')
         })
+}
+
+/// An action name, or with a window a pattern of them: a name that may end in `*`, or `*`.
+fn is_action_pattern(s: &str) -> bool {
+    match s.strip_suffix('*') {
+        Some("") => true,
+        Some(prefix) => is_action_name(prefix),
+        None => is_action_name(s),
+    }
 }
 
 /// Where the sending client may have its decisions POSTed (`callback_url`). The server
@@ -109,8 +144,34 @@ pub trait CallbackRules {
 impl ActionRequest {
     /// Checks every field; the callback URL against the sending client's allowed hosts.
     pub fn validate(self, client: &impl CallbackRules) -> Result<ValidRequest, Invalid> {
-        if !is_action_name(&self.action) {
+        let window = match self.window_seconds {
+            None => None,
+            Some(s) if (MIN_WINDOW_SECONDS..=MAX_WINDOW_SECONDS).contains(&s) => {
+                Some(Duration::from_secs(s))
+            }
+            Some(_) => return Err(invalid("window_seconds", "must be between 60 and 86400")),
+        };
+        if window.is_some() {
+            if !is_action_pattern(&self.action) {
+                return Err(invalid(
+                    "action",
+                    "must match [a-z0-9][a-z0-9._:-]{0,127}, and may end in `*`",
+                ));
+            }
+            if self.resource.trim_end_matches('*').contains('*') || self.resource.ends_with("**") {
+                return Err(invalid("resource", "may contain `*` only once, at the end"));
+            }
+        } else if !is_action_name(&self.action) {
             return Err(invalid("action", "must match [a-z0-9][a-z0-9._:-]{0,127}"));
+        }
+        match &self.audience {
+            Some(_) if window.is_none() => {
+                return Err(invalid("audience", "applies only with window_seconds"));
+            }
+            Some(a) if a.trim().is_empty() || a.chars().count() > MAX_REQUESTER_FIELD_CHARS => {
+                return Err(invalid("audience", "must be a client id"));
+            }
+            _ => {}
         }
         let resource_len = self.resource.chars().count();
         if resource_len == 0 || resource_len > MAX_RESOURCE_CHARS {
@@ -180,6 +241,10 @@ impl ActionRequest {
             ttl,
             callback_url,
             binding: self.binding,
+            window: window.map(|length| WindowRequest {
+                length,
+                audience: self.audience,
+            }),
         })
     }
 }
@@ -391,6 +456,45 @@ mod tests {
             ),
         ];
         for (req, field) in cases {
+            assert_eq!(req.validate(&c).unwrap_err().field, field);
+        }
+    }
+
+    #[test]
+    fn windows_allow_a_trailing_star_and_nothing_else_does() {
+        let c = client(false);
+        let window = |action: &str, resource: &str, seconds: u64| ActionRequest {
+            action: action.into(),
+            resource: resource.into(),
+            window_seconds: Some(seconds),
+            ..base()
+        };
+        for (action, resource) in [("db.*", "postgres://prod/*"), ("*", "*"), ("db.x", "r")] {
+            let ok = window(action, resource, 3600).validate(&c).unwrap();
+            assert_eq!(ok.window.unwrap().length, Duration::from_secs(3600));
+        }
+        for (req, field) in [
+            (window("db.*", "r", 59), "window_seconds"),
+            (window("db.*", "r", 86_401), "window_seconds"),
+            (window("db.**", "r", 60), "action"),
+            (window("*db", "r", 60), "action"),
+            (window("db", "a*b", 60), "resource"),
+            (window("db", "ab**", 60), "resource"),
+            (
+                ActionRequest {
+                    action: "db.*".into(),
+                    ..base()
+                },
+                "action",
+            ),
+            (
+                ActionRequest {
+                    audience: Some("proxy".into()),
+                    ..base()
+                },
+                "audience",
+            ),
+        ] {
             assert_eq!(req.validate(&c).unwrap_err().field, field);
         }
     }
