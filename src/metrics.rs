@@ -6,6 +6,8 @@
 //! process: tests run many servers in one process, so [`install`] is idempotent and the
 //! numbers are the sum over every server of the process.
 
+use crate::domain::WindowEnd;
+use crate::grants::GrantRejection;
 use ::metrics::{
     Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
 };
@@ -25,6 +27,10 @@ pub const CALLBACKS: &str = "greenlight_callbacks_total";
 pub const REDIS_ERRORS: &str = "greenlight_redis_errors_total";
 pub const HTTP_REQUESTS: &str = "greenlight_http_requests_total";
 pub const HTTP_DURATION: &str = "greenlight_http_request_duration_seconds";
+pub const ACTIVE_WINDOWS: &str = "greenlight_access_windows_active";
+pub const WINDOW_USES: &str = "greenlight_access_window_uses_total";
+pub const WINDOWS_ENDED: &str = "greenlight_access_windows_ended_total";
+pub const TIME_TO_REVOKE: &str = "greenlight_access_window_revoke_seconds";
 
 /// From a policy auto-decision (0) to a day: people answer in seconds to hours.
 const DECISION_BUCKETS: &[f64] = &[
@@ -48,6 +54,9 @@ pub fn install() -> &'static PrometheusHandle {
             .and_then(|b| {
                 b.set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), HTTP_BUCKETS)
             })
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(TIME_TO_REVOKE.into()), HTTP_BUCKETS)
+            })
             .expect("bucket lists are not empty");
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
@@ -61,6 +70,7 @@ pub fn install() -> &'static PrometheusHandle {
         counter!(SLACK_RATE_LIMITED).increment(0);
         gauge!(WAITERS).increment(0.0);
         gauge!(PENDING_ACTIONS).increment(0.0);
+        gauge!(ACTIVE_WINDOWS).increment(0.0);
         handle
     })
 }
@@ -125,6 +135,26 @@ fn describe() {
         HTTP_DURATION,
         Unit::Seconds,
         "HTTP request latency, by route template"
+    );
+    describe_gauge!(
+        ACTIVE_WINDOWS,
+        Unit::Count,
+        "Access windows approved and not yet ended (all replicas), counted at each scrape"
+    );
+    describe_counter!(
+        WINDOW_USES,
+        Unit::Count,
+        "Uses of access windows' grants (`verify` with `use`), by outcome (valid, or the refusal)"
+    );
+    describe_counter!(
+        WINDOWS_ENDED,
+        Unit::Count,
+        "Access windows that ended, by how (expired, revoked)"
+    );
+    describe_histogram!(
+        TIME_TO_REVOKE,
+        Unit::Seconds,
+        "From a revocation's request to its being in force on every replica (stored and its end recorded)"
     );
 }
 
@@ -288,6 +318,35 @@ pub fn http_request(route: &str, status: u16, elapsed: Duration) {
     let route = route.to_owned();
     counter!(HTTP_REQUESTS, "route" => route.clone(), "status" => status.to_string()).increment(1);
     histogram!(HTTP_DURATION, "route" => route).record(elapsed.as_secs_f64());
+}
+
+/// The access windows in force on every replica, counted when `/metrics` is scraped.
+pub fn active_windows(count: usize) {
+    gauge!(ACTIVE_WINDOWS).set(count as f64);
+}
+
+/// One use of a window's grant: valid (`None`), or refused for `rejection`.
+pub fn window_use(rejection: Option<GrantRejection>) {
+    let outcome = match rejection {
+        None => "valid",
+        Some(GrantRejection::Expired) => "expired",
+        Some(GrantRejection::BadSignature) => "bad_signature",
+        Some(GrantRejection::WrongAudience) => "wrong_audience",
+        Some(GrantRejection::WrongScope) => "wrong_scope",
+        Some(GrantRejection::AlreadyUsed) => "already_used",
+        Some(GrantRejection::Revoked) => "revoked",
+    };
+    counter!(WINDOW_USES, "outcome" => outcome).increment(1);
+}
+
+/// A window ended (recorded once, whichever replica ended it).
+pub fn window_ended(how: WindowEnd) {
+    counter!(WINDOWS_ENDED, "how" => how.as_str()).increment(1);
+}
+
+/// A revocation took `elapsed` from its request to being in force.
+pub fn revoked(elapsed: Duration) {
+    histogram!(TIME_TO_REVOKE).record(elapsed.as_secs_f64());
 }
 
 #[cfg(test)]

@@ -474,3 +474,78 @@ async fn request_ids_are_echoed_or_generated() {
     );
     assert!(text.contains(r#"route="/healthz",status="200""#), "{text}");
 }
+
+/// An auto-approved access window: used, refused out of scope, revoked; the gauge of
+/// windows in force, the uses by outcome, the ends and the time to revoke follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_windows_are_measured() {
+    let _turn = SERIAL.lock().await;
+    let policy = common::POLICY.replacen(
+        "[[rule]]",
+        "[[rule]]\nname = \"log-access\"\nmatch = { action = \"logs.*\" }\ndecision = \"approve\"\nmax_window = \"1h\"\n\n[[rule]]",
+        1,
+    );
+    let mut app = spawn_app_with(
+        Backend::Memory,
+        AppOptions {
+            policy,
+            ..Default::default()
+        },
+    )
+    .await;
+    let before = scrape(&app).await;
+    let mut body = request("logs.*", "svc/*");
+    body["window_seconds"] = 600.into();
+    let r = app.create(&body).await;
+    let id = id_of(&r);
+    let token = r.body["decision"]["grant"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let used = |action: &str| {
+        let body = serde_json::json!({"token": token, "action": action, "resource": "svc/api", "use": true});
+        let app = &app;
+        async move { app.send_as("app", "POST", "/v1/grants/verify", &body).await }
+    };
+    assert_eq!(used("logs.read").await.body["valid"], true);
+    assert_eq!(used("logs.tail").await.body["valid"], true);
+    assert_eq!(used("deploy.run").await.body["reason"], "wrong_scope");
+
+    let during = scrape(&app).await;
+    assert_eq!(during.get("greenlight_access_windows_active", &[]), 1.0);
+    let uses = |s: &Scrape, outcome| {
+        s.get(
+            "greenlight_access_window_uses_total",
+            &[("outcome", outcome)],
+        )
+    };
+    assert_eq!(uses(&during, "valid") - uses(&before, "valid"), 2.0);
+    assert_eq!(
+        uses(&during, "wrong_scope") - uses(&before, "wrong_scope"),
+        1.0
+    );
+
+    let r = app
+        .send_as(
+            "admin",
+            "POST",
+            &format!("/v1/actions/{id}/revoke"),
+            &Value::Null,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(used("logs.read").await.body["reason"], "revoked");
+    let after = scrape(&app).await;
+    assert_eq!(after.get("greenlight_access_windows_active", &[]), 0.0);
+    assert_eq!(uses(&after, "revoked") - uses(&before, "revoked"), 1.0);
+    let ended = |s: &Scrape| {
+        s.get(
+            "greenlight_access_windows_ended_total",
+            &[("how", "revoked")],
+        )
+    };
+    assert_eq!(ended(&after) - ended(&before), 1.0);
+    let revokes = |s: &Scrape| s.get("greenlight_access_window_revoke_seconds_count", &[]);
+    assert_eq!(revokes(&after) - revokes(&before), 1.0);
+    app.stop().await;
+}

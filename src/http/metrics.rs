@@ -5,7 +5,7 @@
 
 use super::AppState;
 use axum::Router;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -19,7 +19,12 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(metrics))
 }
 
-async fn metrics() -> impl IntoResponse {
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    // Counted in the store at each scrape: windows end on any replica, by time or revocation.
+    match state.service.active_window_count().await {
+        Ok(n) => crate::metrics::active_windows(n),
+        Err(e) => tracing::debug!(error = %e, "cannot count active access windows"),
+    }
     (
         [(header::CONTENT_TYPE, CONTENT_TYPE)],
         crate::metrics::render(),

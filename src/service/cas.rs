@@ -128,8 +128,6 @@ impl Service {
                 if !effects.is_empty() {
                     self.timers_changed.notify_one();
                 }
-                // Only a pending action changes, so an approved one was approved just now.
-                self.list_window(&action).await;
                 if overdue {
                     self.audit
                         .record_all(AuditEvent::changed(&action, &Origin::Timer))

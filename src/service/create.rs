@@ -132,6 +132,7 @@ impl Service {
         };
         let json = serde_json::to_string(&action).expect("actions serialize");
         let body_hash = hex::encode(Sha256::digest(body));
+        self.list_window(&action).await?;
         let created = self
             .store
             .create(NewAction {
@@ -146,7 +147,6 @@ impl Service {
             .await?;
         match created {
             Created::New => {
-                self.list_window(&action).await;
                 let mut events = vec![AuditEvent::requested(&action)];
                 events.extend(AuditEvent::auto_decided(&action));
                 self.audit.record_all(events).await;

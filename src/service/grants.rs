@@ -2,6 +2,7 @@
 //! signature: scope, revocation, single use and the uses of access windows, shared by
 //! every replica through the store.
 
+use super::windows::UseRefused;
 use super::{Client, Forbidden, Permission, Service, ServiceError, ServiceResult};
 use crate::audit::AuditEvent;
 use crate::domain::{Action, ActionId, Status, WindowEnd};
@@ -116,29 +117,30 @@ pub async fn use_window(
         return Err(ServiceError::WindowGrantNotConsumable);
     }
     // The audience only, admins included: a use is the audience letting a request through.
-    let claims = match check(service, request, Some(client.id()), Utc::now()).await? {
+    let verdict = match check(service, request, Some(client.id()), Utc::now()).await? {
         Ok(claims) if claims.win.is_none() => {
             return Err(ServiceError::InvalidRequest(
                 "use: applies only to an access window's grant (`window_seconds`)".into(),
             ));
         }
-        Ok(claims) => claims,
+        Ok(claims) => count_use(service, claims, action, resource).await?,
+        Err(rejection) => Err(rejection),
+    };
+    let (claims, id, uses) = match verdict {
+        Ok(counted) => counted,
         Err(rejection) => {
+            crate::metrics::window_use(Some(rejection));
             grant_verified(service, client, request, &Err(rejection)).await;
             return Ok(Err(rejection));
         }
     };
-    let Ok(action_id) = claims.aid.parse::<ActionId>() else {
-        // Signed by us, so never; but a grant naming no action is no use of anything.
-        return Ok(Err(GrantRejection::BadSignature));
-    };
-    let uses = service.count_window_use(&action_id).await?;
-    tracing::info!(client = client.id(), action_id = %action_id, action, resource, uses,
+    crate::metrics::window_use(None);
+    tracing::info!(client = client.id(), action_id = %id, action, resource, uses,
         "access window used");
     service
         .audit()
         .record(AuditEvent::access_used(
-            &action_id,
+            &id,
             client.id(),
             &claims.sub,
             action,
@@ -147,6 +149,34 @@ pub async fn use_window(
         ))
         .await;
     Ok(Ok((claims, uses)))
+}
+
+/// Counts a use of the window whose (valid, in scope) grant is `claims`, unless the policy
+/// in force keeps `action` on `resource` out of the window or the window ended meanwhile.
+async fn count_use(
+    service: &Service,
+    claims: Claims,
+    action: &str,
+    resource: &str,
+) -> StoreResult<Result<(Claims, ActionId, u64), GrantRejection>> {
+    // Signed by us, so it names a stored action; anything else is no use of anything.
+    let Ok(id) = claims.aid.parse::<ActionId>() else {
+        return Ok(Err(GrantRejection::BadSignature));
+    };
+    let Some(window) = service.load(&id).await? else {
+        return Ok(Err(GrantRejection::Revoked));
+    };
+    Ok(
+        match service
+            .count_window_use(&window.action, action, resource)
+            .await?
+        {
+            Ok(uses) => Ok((claims, id, uses)),
+            Err(UseRefused::NotGoverned) => Err(GrantRejection::WrongScope),
+            Err(UseRefused::Ended(WindowEnd::Revoked)) => Err(GrantRejection::Revoked),
+            Err(UseRefused::Ended(WindowEnd::Expired)) => Err(GrantRejection::Expired),
+        },
+    )
 }
 
 /// Every answered verification, valid or not, passes here: the place to record it
@@ -206,12 +236,14 @@ pub async fn revoke(
         .as_ref()
         .map_or(action.policy.grant_ttl_seconds, |w| w.seconds);
     let ttl = Duration::from_secs(lifetime) + REVOKED_MARGIN;
+    let started = std::time::Instant::now();
     service.revoke_grant(action.id.as_str(), ttl).await?;
     tracing::warn!(action_id = %id, client = client.id(), reason, "grant revoked");
     if action.window.is_some() {
         service
             .end_window(&action, WindowEnd::Revoked, client.id())
             .await?;
+        crate::metrics::revoked(started.elapsed());
         return service.get(client, id).await;
     }
     Ok(action)

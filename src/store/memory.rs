@@ -4,8 +4,8 @@
 
 use super::at_rest::{idempotency_record, parse_claimed, parse_existing};
 use super::{
-    Created, DECIDED_RETENTION, NewAction, SlackState, Store, StoreError, StoreResult, Timer,
-    Versioned,
+    Created, DECIDED_RETENTION, NewAction, SlackState, Store, StoreError, StoreResult, Tally,
+    Timer, Versioned,
 };
 use crate::domain::{Action, ActionId};
 use crate::waiters::Waiters;
@@ -37,8 +37,8 @@ struct Inner {
     /// (due ms, member) ordered, plus member -> due ms.
     timers: BTreeSet<(i64, String)>,
     timer_due: HashMap<String, i64>,
-    /// (namespace, key) -> (expires, count)
-    counters: HashMap<(String, String), (Instant, u64)>,
+    /// (namespace, key) -> (expires, tally)
+    tallies: HashMap<(String, String), (Instant, Tally)>,
     /// index name -> member -> listed until (unix ms)
     indexes: HashMap<String, HashMap<String, i64>>,
     inserts: u64,
@@ -73,7 +73,7 @@ impl Inner {
         }
         self.idempotency.retain(|_, (_, exp)| *exp > now);
         self.flags.retain(|_, (exp, _)| *exp > now);
-        self.counters.retain(|_, (exp, _)| *exp > now);
+        self.tallies.retain(|_, (exp, _)| *exp > now);
         self.actions
             .retain(|_, r| r.forget_at.is_none_or(|t| t > now));
     }
@@ -142,29 +142,59 @@ impl Store for MemoryStore {
             .map(|(_, value)| value.clone()))
     }
 
-    async fn increment(&self, ns: &str, key: &str, ttl: Duration) -> StoreResult<u64> {
+    async fn tally(&self, ns: &str, key: &str, ttl: Duration) -> StoreResult<Option<u64>> {
         let now = Instant::now();
         let mut inner = self.lock();
         inner.sweep(now);
         let entry = inner
-            .counters
+            .tallies
             .entry((ns.to_owned(), key.to_owned()))
-            .or_insert((now, 0));
+            .or_insert((now, Tally::default()));
         if entry.0 <= now {
-            entry.1 = 0;
+            entry.1 = Tally::default();
         }
-        *entry = (now + ttl, entry.1 + 1);
-        Ok(entry.1)
+        if entry.1.seal.is_some() {
+            return Ok(None);
+        }
+        entry.0 = now + ttl;
+        entry.1.count += 1;
+        Ok(Some(entry.1.count))
     }
 
-    async fn count(&self, ns: &str, key: &str) -> StoreResult<u64> {
+    async fn seal(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> StoreResult<(bool, Tally)> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.sweep(now);
+        let entry = inner
+            .tallies
+            .entry((ns.to_owned(), key.to_owned()))
+            .or_insert((now, Tally::default()));
+        if entry.0 <= now {
+            entry.1 = Tally::default();
+        }
+        let first = entry.1.seal.is_none();
+        if first {
+            *entry = (now + ttl, entry.1.clone());
+            entry.1.seal = Some(value.to_owned());
+        }
+        Ok((first, entry.1.clone()))
+    }
+
+    async fn read_tally(&self, ns: &str, key: &str) -> StoreResult<Tally> {
         let now = Instant::now();
         let inner = self.lock();
         Ok(inner
-            .counters
+            .tallies
             .get(&(ns.to_owned(), key.to_owned()))
             .filter(|(exp, _)| *exp > now)
-            .map_or(0, |(_, n)| *n))
+            .map(|(_, tally)| tally.clone())
+            .unwrap_or_default())
     }
 
     async fn index_add(&self, name: &str, member: &str, until: DateTime<Utc>) -> StoreResult<()> {

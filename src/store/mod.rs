@@ -28,6 +28,13 @@ pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 /// so a replay is either remembered or too old to verify.
 pub const REPLAY_TTL: Duration = Duration::from_secs(2 * crate::signing::TOLERANCE_SECONDS as u64);
 
+/// A counter that can be sealed once (an access window's uses and how it ended).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub count: u64,
+    pub seal: Option<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The backend cannot be reached or did not answer: callers fail closed (503).
@@ -236,12 +243,25 @@ pub trait Store: Send + Sync + 'static {
     /// The value a [`claim`](Store::claim) left on `key` in namespace `ns`, if it stands.
     async fn claimed(&self, ns: &str, key: &str) -> StoreResult<Option<String>>;
 
-    /// Adds one to the counter `key` in namespace `ns`, atomically across replicas, and
-    /// keeps it `ttl` from now: the new count.
-    async fn increment(&self, ns: &str, key: &str, ttl: Duration) -> StoreResult<u64>;
+    /// Counts one more on the tally `key` of namespace `ns`, keeping it `ttl` from now,
+    /// unless the tally is sealed: the new count, or `None` once sealed. Atomic with
+    /// [`seal`](Store::seal) across replicas: a count lands before the seal (and the
+    /// seal's count includes it) or is refused.
+    async fn tally(&self, ns: &str, key: &str, ttl: Duration) -> StoreResult<Option<u64>>;
 
-    /// The counter `key` in namespace `ns`: 0 when never counted (or expired).
-    async fn count(&self, ns: &str, key: &str) -> StoreResult<u64>;
+    /// Seals the tally `key` of namespace `ns` with `value` unless it is sealed, keeping it
+    /// `ttl` from now: whether this call sealed it, and the tally as it then stands.
+    async fn seal(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> StoreResult<(bool, Tally)>;
+
+    /// The tally `key` of namespace `ns`: nothing counted and no seal when never touched
+    /// (or expired).
+    async fn read_tally(&self, ns: &str, key: &str) -> StoreResult<Tally>;
 
     /// Lists `member` in the index `name` until `until` (an access window's end).
     async fn index_add(&self, name: &str, member: &str, until: DateTime<Utc>) -> StoreResult<()>;

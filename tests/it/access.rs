@@ -37,7 +37,7 @@ max_window = "2s"
     )
 }
 
-async fn spawn(backend: Backend) -> TestApp {
+pub(crate) async fn spawn(backend: Backend) -> TestApp {
     spawn_app_with(
         backend,
         AppOptions {
@@ -61,7 +61,13 @@ async fn verify(app: &TestApp, client: &str, body: Value) -> Resp {
 }
 
 /// One use of `token` by `client` for `action` on `resource`.
-async fn use_grant(app: &TestApp, client: &str, token: &str, action: &str, resource: &str) -> Resp {
+pub(crate) async fn use_grant(
+    app: &TestApp,
+    client: &str,
+    token: &str,
+    action: &str,
+    resource: &str,
+) -> Resp {
     verify(
         app,
         client,
@@ -70,7 +76,7 @@ async fn use_grant(app: &TestApp, client: &str, token: &str, action: &str, resou
     .await
 }
 
-fn token(action: &Value) -> String {
+pub(crate) fn token(action: &Value) -> String {
     action["decision"]["grant"]["token"]
         .as_str()
         .unwrap_or_else(|| panic!("no grant in {action}"))
@@ -84,7 +90,7 @@ fn claims(token: &str) -> Value {
 
 /// A `db.*` window on `postgres://prod/*` for `audience`, approved by break-glass, as
 /// its creator reads it.
-async fn approved_window(app: &TestApp, audience: &str) -> Value {
+pub(crate) async fn approved_window(app: &TestApp, audience: &str) -> Value {
     let mut body = window("db.*", "postgres://prod/*", 1800);
     body["audience"] = audience.into();
     let r = app.create(&body).await;

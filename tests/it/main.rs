@@ -10,6 +10,7 @@
 mod common;
 
 mod access;
+mod access_uses;
 mod audit;
 mod auth;
 mod callbacks;

@@ -6,7 +6,7 @@ use crate::domain::{Action, ActionId};
 use crate::store::at_rest::{idempotency_record, parse_existing};
 use crate::store::{
     AuditAppend, Created, NewAction, NewAuditEntry, SlackState, Store, StoreError, StoreResult,
-    Timer, Versioned, audit,
+    Tally, Timer, Versioned, audit,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -111,31 +111,60 @@ impl Store for RedisStore {
         }))
     }
 
-    async fn increment(&self, ns: &str, key: &str, ttl: Duration) -> StoreResult<u64> {
+    async fn tally(&self, ns: &str, key: &str, ttl: Duration) -> StoreResult<Option<u64>> {
         let key = self.keys.flag(ns, key);
+        let call = scripts::CountTally {
+            key: &key,
+            ttl_ms: ttl.as_millis().max(1) as u64,
+        };
         let mut conn = self.conn.clone();
-        // One transaction: the count and its lifetime land together.
-        let (count, _): (u64, i64) = redis::pipe()
-            .atomic()
-            .cmd("INCR")
-            .arg(&key)
-            .cmd("PEXPIRE")
-            .arg(&key)
-            .arg(ttl.as_millis().max(1) as u64)
-            .query_async(&mut conn)
+        let count: i64 = call
+            .invocation(&self.scripts)
+            .invoke_async(&mut conn)
             .await
             .map_err(|e| self.unavailable(e))?;
-        Ok(count)
+        Ok(u64::try_from(count).ok())
     }
 
-    async fn count(&self, ns: &str, key: &str) -> StoreResult<u64> {
+    async fn seal(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> StoreResult<(bool, Tally)> {
+        let key = self.keys.flag(ns, key);
+        let call = scripts::SealTally {
+            key: &key,
+            value,
+            ttl_ms: ttl.as_millis().max(1) as u64,
+        };
         let mut conn = self.conn.clone();
-        let n: Option<u64> = cmd("GET")
+        let (sealed, seal, count): (i64, String, u64) = call
+            .invocation(&self.scripts)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        let tally = Tally {
+            count,
+            seal: Some(seal),
+        };
+        Ok((sealed == 1, tally))
+    }
+
+    async fn read_tally(&self, ns: &str, key: &str) -> StoreResult<Tally> {
+        let mut conn = self.conn.clone();
+        let (count, seal): (Option<u64>, Option<String>) = cmd("HMGET")
             .arg(self.keys.flag(ns, key))
+            .arg("count")
+            .arg("seal")
             .query_async(&mut conn)
             .await
             .map_err(|e| self.unavailable(e))?;
-        Ok(n.unwrap_or(0))
+        Ok(Tally {
+            count: count.unwrap_or(0),
+            seal,
+        })
     }
 
     async fn index_add(&self, name: &str, member: &str, until: DateTime<Utc>) -> StoreResult<()> {

@@ -15,6 +15,8 @@ pub(super) struct Scripts {
     finish_if_current: Script,
     set_slack: Script,
     audit_append: Script,
+    tally: Script,
+    seal: Script,
 }
 
 impl Scripts {
@@ -26,6 +28,8 @@ impl Scripts {
             finish_if_current: Script::new(include_str!("../scripts/finish_if_current.lua")),
             set_slack: Script::new(include_str!("../scripts/set_slack.lua")),
             audit_append: Script::new(include_str!("../scripts/audit_append.lua")),
+            tally: Script::new(include_str!("../scripts/tally.lua")),
+            seal: Script::new(include_str!("../scripts/seal.lua")),
         }
     }
 }
@@ -206,6 +210,35 @@ impl AppendAudit<'_> {
         for entry in self.entries {
             inv.arg(entry.hash).arg(entry.json);
         }
+        inv
+    }
+}
+
+/// `tally.lua`: counts one more on a tally unless it is sealed.
+pub(super) struct CountTally<'a> {
+    pub key: &'a str,
+    pub ttl_ms: u64,
+}
+
+impl CountTally<'_> {
+    pub(super) fn invocation<'s>(&self, scripts: &'s Scripts) -> ScriptInvocation<'s> {
+        let mut inv = scripts.tally.prepare_invoke();
+        inv.key(self.key).arg(self.ttl_ms);
+        inv
+    }
+}
+
+/// `seal.lua`: seals a tally with `value` unless it is sealed.
+pub(super) struct SealTally<'a> {
+    pub key: &'a str,
+    pub value: &'a str,
+    pub ttl_ms: u64,
+}
+
+impl SealTally<'_> {
+    pub(super) fn invocation<'s>(&self, scripts: &'s Scripts) -> ScriptInvocation<'s> {
+        let mut inv = scripts.seal.prepare_invoke();
+        inv.key(self.key).arg(self.value).arg(self.ttl_ms);
         inv
     }
 }

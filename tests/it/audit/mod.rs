@@ -30,7 +30,7 @@ async fn audit_as(app: &TestApp, client: &str, query: &str) -> crate::common::Re
 }
 
 /// Every entry about `id`, oldest first, paging as the auditor.
-async fn entries_of(app: &TestApp, id: &str) -> Vec<Value> {
+pub(crate) async fn entries_of(app: &TestApp, id: &str) -> Vec<Value> {
     let mut entries = Vec::new();
     let mut after = String::new();
     loop {

@@ -28,6 +28,9 @@ pub struct Window {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub ended: Option<WindowEnd>,
+    /// Who revoked it (a client id, or a Slack user id), once revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<String>,
 }
 
 /// How a window ended.
@@ -60,6 +63,7 @@ impl Window {
             ends_at: None,
             uses: 0,
             ended: None,
+            ended_by: None,
         }
     }
 
