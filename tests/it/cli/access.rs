@@ -121,11 +121,16 @@ async fn use_grant(app: &TestApp, client: &str, token: &str) -> Resp {
 
 async fn a_window_asked_waited_for_listed_and_revoked_from_the_shell(backend: Backend) {
     let app = spawn(backend).await;
-    let waiting = start(access_request(
+    let mut cmd = access_request(
         &app,
         &["--for", "30m", "--audience", "other", "--wait", "--export"],
-    ))
-    .await;
+    );
+    // On Redis the CLI waits there, as a user would set it up.
+    if let Some(redis) = app.backend.redis_server() {
+        cmd.env("GREENLIGHT_CLIENT_REDIS_URL", redis.url())
+            .env("GREENLIGHT_REDIS_PREFIX", &app.prefix);
+    }
+    let waiting = start(cmd).await;
     let id = waiting.id.clone();
     // Pending meanwhile, as asked: a 30-minute window for the proxy `other`.
     let pending = app.get("app", &id).await.body;
@@ -196,6 +201,14 @@ async fn a_window_asked_waited_for_listed_and_revoked_from_the_shell(backend: Ba
     assert_eq!(listed[0]["id"], id.as_str());
     assert_eq!(listed[0]["window"]["uses"], 1);
 
+    // Only its requesting client (or an admin) may end it, not the audience.
+    let refused = run(greenlight(&app, "other"), &["access", "revoke", &id]).await;
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(refused.stderr.contains("forbidden"), "{refused:?}");
+    let r = use_grant(&app, "other", token).await;
+    assert_eq!(r.body["valid"], true, "{}", r.body);
+    assert_eq!(r.body["uses"], 2);
+
     // The requesting client revokes it: how it ended, and the uses.
     let revoke = run(
         greenlight(&app, "app"),
@@ -206,7 +219,7 @@ async fn a_window_asked_waited_for_listed_and_revoked_from_the_shell(backend: Ba
     assert!(
         revoke
             .stdout
-            .contains(&format!("{id} revoked: access to db.* on postgres://prod/* for u-123 ended (revoked) after 1 use")),
+            .contains(&format!("{id} revoked: access to db.* on postgres://prod/* for u-123 ended (revoked) after 2 uses")),
         "{revoke:?}"
     );
 
