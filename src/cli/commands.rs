@@ -66,7 +66,7 @@ pub(super) fn fail(e: impl std::fmt::Display) -> ExitCode {
 }
 
 /// The client from the environment and the action id argument, or the exit to take.
-fn client_and_id(id: &str) -> Result<(Client, ActionId), ExitCode> {
+pub(super) fn client_and_id(id: &str) -> Result<(Client, ActionId), ExitCode> {
     let client = Client::from_env().map_err(fail)?;
     let id = id
         .parse()

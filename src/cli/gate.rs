@@ -6,7 +6,7 @@ use super::commands::{describe, exit_code, fail};
 use super::progress::Progress;
 use super::{GateArgs, exit};
 use crate::client::Client;
-use crate::domain::{Action, ActionId, Status};
+use crate::domain::{Action, ActionId, ActionRequest, Status};
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -32,38 +32,65 @@ pub async fn run(args: GateArgs) -> ExitCode {
         Err(e) => return fail(format!("cannot handle signals: {e}")),
     };
     let request = args.fields.into_request();
-    let action = tokio::select! {
-        r = client.request(&request) => match r {
-            Ok(a) => a,
-            Err(e) => return fail(e),
-        },
-        _ = stop.received() => return ExitCode::from(exit::CANCELLED),
-    };
-    let decided = tokio::select! {
-        r = wait(&client, &action, args.timeout) => r,
-        _ = stop.received() => {
-            Progress::stderr().done();
-            return withdraw(&client, &action.id, "interrupted while waiting (gate)").await;
-        }
-    };
-    let decided = match decided {
+    let action = match submit(&client, &request, &mut stop).await {
         Ok(a) => a,
         Err(code) => return code,
     };
+    match approval(&client, &action, args.timeout, "gate", &mut stop).await {
+        Ok(approved) => execute(&approved, &args.command, stop).await,
+        Err(code) => code,
+    }
+}
+
+/// Sends the request; `Err` is the exit to take (a failure, or 12 when interrupted before
+/// the server answered).
+pub(super) async fn submit(
+    client: &Client,
+    request: &ActionRequest,
+    stop: &mut Interrupt,
+) -> Result<Action, ExitCode> {
+    tokio::select! {
+        r = client.request(request) => r.map_err(fail),
+        _ = stop.received() => Err(ExitCode::from(exit::CANCELLED)),
+    }
+}
+
+/// Waits until `action` is approved (with a grant that verifies), keeping a progress line
+/// on a terminal. Anything else is `Err`, the exit to take: 10 denied, 11 expired, 12
+/// cancelled, 1 an error; and the request is withdrawn when interrupted (12) or when no
+/// decision came within `timeout` (13), since nobody will use a later approval. `who`
+/// names the command in the reason of the withdrawal.
+pub(super) async fn approval(
+    client: &Client,
+    action: &Action,
+    timeout: Duration,
+    who: &str,
+    stop: &mut Interrupt,
+) -> Result<Action, ExitCode> {
+    let decided = tokio::select! {
+        r = wait(client, action, timeout) => r?,
+        _ = stop.received() => {
+            Progress::stderr().done();
+            let reason = format!("interrupted while waiting ({who})");
+            return Err(withdraw(client, &action.id, &reason).await);
+        }
+    };
     match decided.status {
-        Status::Approved => execute(&decided, &args.command, stop).await,
+        Status::Approved => Ok(decided),
         Status::Pending => {
             eprintln!(
                 "greenlight: no decision within {}; withdrawing the request",
-                humantime::format_duration(args.timeout)
+                humantime::format_duration(timeout)
             );
-            // Nobody will run the command now: an approval given later would be a lie.
-            let _ = client.cancel(&decided.id, Some("gate timed out")).await;
-            ExitCode::from(exit::PENDING)
+            // Nobody is waiting now: an approval given later would be a lie.
+            let _ = client
+                .cancel(&decided.id, Some(&format!("{who} timed out")))
+                .await;
+            Err(ExitCode::from(exit::PENDING))
         }
         other => {
             eprintln!("greenlight: not approved: {}", describe(&decided));
-            ExitCode::from(exit_code(other))
+            Err(ExitCode::from(exit_code(other)))
         }
     }
 }
@@ -174,9 +201,9 @@ async fn withdraw(client: &Client, id: &ActionId, reason: &str) -> ExitCode {
             eprintln!("greenlight: interrupted; request {id} cancelled");
             ExitCode::from(exit::CANCELLED)
         }
-        // Decided in the meantime: the command still does not run.
+        // Decided in the meantime: the approval is still not used.
         Err(e) => fail(format!(
-            "interrupted; cancelling {id} failed ({e}); the command was not run"
+            "interrupted; cancelling {id} failed ({e}); the approval was not used"
         )),
     }
 }
@@ -200,13 +227,13 @@ enum Signal {
 }
 
 /// SIGINT or SIGTERM, whichever comes first.
-struct Interrupt {
+pub(super) struct Interrupt {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
 }
 
 impl Interrupt {
-    fn new() -> std::io::Result<Self> {
+    pub(super) fn new() -> std::io::Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
         Ok(Self {
             int: signal(SignalKind::interrupt())?,

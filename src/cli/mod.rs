@@ -1,6 +1,7 @@
 //! The `greenlight` command line: the server, and a client for scripts
 //! and people, whose exit codes tell the outcome.
 
+mod access;
 pub mod audit;
 mod commands;
 mod gate;
@@ -11,6 +12,7 @@ mod secret;
 
 use crate::config::Settings;
 use crate::telemetry::LogFormat;
+use access::AccessCommand;
 use audit::AuditCommand;
 use clap::{Args, Parser, Subcommand};
 use policy::{OncallArgs, PolicyCommand, parse_context};
@@ -116,6 +118,10 @@ enum Command {
     /// Decide an action yourself (break-glass; the client needs the admin role).
     #[command(after_help = CLIENT_ENV)]
     Decide(DecideArgs),
+    /// Access windows: ask for access to actions and resources for a length of time, list
+    /// the windows in force, revoke one.
+    #[command(subcommand)]
+    Access(AccessCommand),
     /// Lint a policy file or show which rule matches a request.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -255,6 +261,7 @@ pub fn main() -> ExitCode {
             runtime().block_on(commands::wait(&id, timeout, json))
         }
         Command::Decide(args) => runtime().block_on(commands::decide(args)),
+        Command::Access(cmd) => runtime().block_on(cmd.run()),
         Command::Gate(args) => runtime().block_on(gate::run(args)),
         Command::Proxy(args) => args.run(),
     }

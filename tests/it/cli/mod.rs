@@ -1,9 +1,11 @@
 //! The `greenlight` binary as a person or a script runs it: the real
 //! executable against a real server, judged by its exit code and what it prints.
 
-//! Split by command: `request`, the commands on an existing action (`status`), `policy`,
-//! mistakes on the command line (`usage`) and what `--help` says (`help`).
+//! Split by command: `request`, `access` (windows), the commands on an existing action
+//! (`status`), `policy`, mistakes on the command line (`usage`) and what `--help` says
+//! (`help`).
 
+mod access;
 mod help;
 mod policy;
 mod request;

@@ -62,8 +62,9 @@ impl GrantVerifier {
 
     /// The claims of `action`'s grant when `action` is approved and its grant is signed by
     /// a key of the JWKS, unexpired, issued to the client that created the action (`aud`;
-    /// so an admin or auditor can check another client's action too), and names this very
-    /// action, action name and resource.
+    /// so an admin or auditor can check another client's action too; for an access window,
+    /// to the window's audience), and names this very action, action name and resource
+    /// (a window's patterns).
     pub async fn verify_action(&self, action: &Action) -> Result<Claims, GrantError> {
         if action.status != Status::Approved {
             return Err(GrantError::NotApproved(action.status));
@@ -73,7 +74,13 @@ impl GrantVerifier {
             .as_ref()
             .and_then(|d| d.grant.as_ref())
             .ok_or(GrantError::Missing)?;
-        let claims = self.verify(&grant.token, &action.client).await?;
+        // A window's grant is issued to its audience, the enforcement point that accepts
+        // it (the creating client unless the request named another).
+        let audience = action
+            .window
+            .as_ref()
+            .map_or(action.client.as_str(), |w| w.audience.as_str());
+        let claims = self.verify(&grant.token, audience).await?;
         scope("aid", &claims.aid, action.id.as_str())?;
         scope("act", &claims.act, &action.action)?;
         scope("res", &claims.res, &action.resource)?;

@@ -30,6 +30,7 @@
 //! # }
 //! ```
 
+mod access;
 mod grant;
 mod jwks;
 #[cfg(feature = "redis")]

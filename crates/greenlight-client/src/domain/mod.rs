@@ -13,6 +13,7 @@ pub use action::{
 };
 pub use binding::Binding;
 pub use request::{
-    ActionRequest, CallbackRules, Invalid, ValidRequest, WindowRequest, is_action_name,
+    ActionRequest, CallbackRules, Invalid, MAX_WINDOW_SECONDS, MIN_WINDOW_SECONDS, ValidRequest,
+    WindowRequest, is_action_name,
 };
 pub use window::{Window, WindowEnd};
