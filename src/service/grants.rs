@@ -4,7 +4,8 @@
 
 use super::{Client, Forbidden, Permission, Service, ServiceError, ServiceResult};
 use crate::audit::AuditEvent;
-use crate::domain::{Action, ActionId, Status, WindowEnd};
+use super::revoke::Revoker;
+use crate::domain::{Action, ActionId};
 use crate::grants::{Claims, GrantRejection};
 use crate::store::StoreResult;
 use chrono::{DateTime, Utc};
@@ -16,8 +17,6 @@ pub const REVOKED: &str = "revoked";
 pub const USED: &str = "grant-used";
 /// How long a consumed grant is remembered past its expiry (clock skew between replicas).
 const USED_MARGIN: Duration = Duration::from_secs(60);
-/// How long a revocation is remembered past the grant's lifetime.
-const REVOKED_MARGIN: Duration = Duration::from_secs(24 * 3600);
 
 /// A verification as the API takes it: `action`/`resource`, when given, must be the
 /// grant's; `consume` makes it single use.
@@ -197,21 +196,10 @@ pub async fn revoke(
             Err(e) => return Err(e),
         }
     };
-    if action.status != Status::Approved {
-        return Err(ServiceError::NoGrant(action.status));
-    }
-    // Outlives any grant of the action: its lifetime counts from the decision.
-    let lifetime = action
-        .window
-        .as_ref()
-        .map_or(action.policy.grant_ttl_seconds, |w| w.seconds);
-    let ttl = Duration::from_secs(lifetime) + REVOKED_MARGIN;
-    service.revoke_grant(action.id.as_str(), ttl).await?;
-    tracing::warn!(action_id = %id, client = client.id(), reason, "grant revoked");
+    service
+        .revoke_approved(&action, &Revoker::Client(client.id().to_owned()), reason)
+        .await?;
     if action.window.is_some() {
-        service
-            .end_window(&action, WindowEnd::Revoked, client.id())
-            .await?;
         return service.get(client, id).await;
     }
     Ok(action)

@@ -69,6 +69,7 @@ impl Service {
                 .await;
             tracing::info!(action_id = %action.id, ended = how.as_str(), uses, "access window ended");
         }
+        self.announce_window_end(&action.id).await?;
         Ok(first)
     }
 
