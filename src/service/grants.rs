@@ -2,9 +2,9 @@
 //! signature: scope, revocation, single use and the uses of access windows, shared by
 //! every replica through the store.
 
+use super::revoke::Revoker;
 use super::{Client, Forbidden, Permission, Service, ServiceError, ServiceResult};
 use crate::audit::AuditEvent;
-use super::revoke::Revoker;
 use crate::domain::{Action, ActionId};
 use crate::grants::{Claims, GrantRejection};
 use crate::store::StoreResult;

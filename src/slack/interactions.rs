@@ -188,7 +188,9 @@ impl Slack {
                             let value = action.value.unwrap_or_default();
                             let response_url = click.response_url.clone();
                             self.spawn("revoke", async move {
-                                slack.revoke_click(&service, &user, &value, response_url).await
+                                slack
+                                    .revoke_click(&service, &user, &value, response_url)
+                                    .await
                             });
                             continue;
                         }

@@ -23,7 +23,10 @@ impl Slack {
         };
         let Ok(id) = value.parse::<ActionId>() else {
             return self
-                .tell(&reply, "This button does not belong to a Greenlight action.")
+                .tell(
+                    &reply,
+                    "This button does not belong to a Greenlight action.",
+                )
                 .await;
         };
         let action = match service.read(&id).await {

@@ -57,7 +57,10 @@ impl Slack {
         };
         let (action, revoked_by) = service.with_window_end(v.action).await?;
         let message = render::approval_message_with(&action, revoked_by.as_ref());
-        match self.sync_action(service, audit, &action, &message, v.slack).await {
+        match self
+            .sync_action(service, audit, &action, &message, v.slack)
+            .await
+        {
             // A window that ended while this ran, shown as active: once more (the end's
             // own update may have landed before this one).
             Ok(()) if window_ended_since(service, &action).await? => {

@@ -22,8 +22,8 @@ mod window_tests;
 
 pub use escape::{escape, mention};
 pub use message::{action_line, approval_message, approval_message_with, outcome_dm, vote_reply};
-pub use window::requester_dm;
 pub use modal::deny_reason_modal;
+pub use window::requester_dm;
 
 use crate::domain::{Action, Status};
 use escape::{clip, one_line};

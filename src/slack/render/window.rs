@@ -41,7 +41,11 @@ pub(super) fn access_line(action: &Action) -> Option<String> {
 /// `access for 1h to db.* on postgres://prod/*`, for notification text.
 pub(super) fn access_summary(action: &Action) -> Option<String> {
     let w = action.window.as_ref()?;
-    Some(format!("access for {} to {}", length(w.seconds), summary(action)))
+    Some(format!(
+        "access for {} to {}",
+        length(w.seconds),
+        summary(action)
+    ))
 }
 
 /// Once approved: `active until … · N uses`, or how it ended. The uses are those counted
@@ -56,7 +60,10 @@ pub(super) fn state_line(action: &Action, revoked_by: Option<&Revoker>) -> Optio
             uses(w.uses)
         ),
         Some(WindowEnd::Expired) => {
-            format!(":checkered_flag: *Access ended*: expired · {}", uses(w.uses))
+            format!(
+                ":checkered_flag: *Access ended*: expired · {}",
+                uses(w.uses)
+            )
         }
         Some(WindowEnd::Revoked) => {
             let by = match revoked_by {
@@ -64,10 +71,7 @@ pub(super) fn state_line(action: &Action, revoked_by: Option<&Revoker>) -> Optio
                 Some(Revoker::Client(client)) => format!(" by client {}", code(client, 100)),
                 None => String::new(),
             };
-            format!(
-                ":no_entry: *Access ended*: revoked{by} · {}",
-                uses(w.uses)
-            )
+            format!(":no_entry: *Access ended*: revoked{by} · {}", uses(w.uses))
         }
     })
 }

@@ -92,7 +92,10 @@ fn a_window_request_says_what_access_for_how_long() {
 #[test]
 fn an_approved_window_is_active_with_a_revoke_button() {
     let m = approval_message(&approved());
-    assert_eq!(m.text, "Approved: access for 1h to db.* on postgres://prod/*");
+    assert_eq!(
+        m.text,
+        "Approved: access for 1h to db.* on postgres://prod/*"
+    );
     let dump = m.blocks.to_string();
     let until = at(30).timestamp() + 3600;
     assert!(
@@ -120,7 +123,12 @@ fn an_approved_window_is_active_with_a_revoke_button() {
 
     let mut a = approved();
     a.window.as_mut().unwrap().uses = 1;
-    assert!(approval_message(&a).blocks.to_string().contains("· 1 use\""));
+    assert!(
+        approval_message(&a)
+            .blocks
+            .to_string()
+            .contains("· 1 use\"")
+    );
 }
 
 #[test]
@@ -196,8 +204,14 @@ fn the_requester_is_told_how_to_use_the_window_never_the_grant() {
         dm.starts_with(":white_check_mark: Your request was *approved* by <@U0BOB>."),
         "{dm}"
     );
-    assert!(dm.contains(":key: Your access is active until <!date^"), "{dm}");
-    assert!(dm.contains("to `db-proxy` in the `Greenlight-Grant` header"), "{dm}");
+    assert!(
+        dm.contains(":key: Your access is active until <!date^"),
+        "{dm}"
+    );
+    assert!(
+        dm.contains("to `db-proxy` in the `Greenlight-Grant` header"),
+        "{dm}"
+    );
     assert!(dm.contains("(`ops-tools`)"), "{dm}");
     assert!(dm.contains("--export"), "{dm}");
     assert!(!dm.contains("eyJ"), "{dm}");
