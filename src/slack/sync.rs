@@ -2,6 +2,8 @@
 //! makes Slack match the stored state: the message posted (once, while pending), updated
 //! in place, each vote posted in its thread, and the outcome announced in the thread and
 //! to the requester. What was announced is recorded, so a re-run repeats nothing.
+//! The end of an access window, which leaves the action as it is, has an effect of its
+//! own ([`Slack::show_window_end`]), also run once.
 
 use super::Slack;
 use super::api::SlackError;

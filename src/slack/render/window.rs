@@ -117,7 +117,11 @@ pub fn requester_dm(action: &Action, permalink: Option<&str>) -> String {
     let Some(w) = action.window.as_ref() else {
         return out;
     };
-    let Some(ends_at) = w.ends_at.filter(|_| action.status == Status::Approved) else {
+    // Told late (Slack was down), after the window ended: nothing left to use.
+    let Some(ends_at) = w
+        .ends_at
+        .filter(|_| action.status == Status::Approved && w.ended.is_none())
+    else {
         return out;
     };
     out.push_str(&format!(

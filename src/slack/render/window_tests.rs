@@ -216,7 +216,10 @@ fn the_requester_is_told_how_to_use_the_window_never_the_grant() {
     assert!(dm.contains("--export"), "{dm}");
     assert!(!dm.contains("eyJ"), "{dm}");
 
-    // Anything else: the outcome alone.
+    // Anything else, or a window already over: the outcome alone.
+    let mut over = approved();
+    over.window.as_mut().unwrap().ended = Some(WindowEnd::Expired);
+    assert_eq!(requester_dm(&over, None), outcome_dm(&over, None));
     let mut plain = approved();
     plain.window = None;
     assert_eq!(requester_dm(&plain, None), outcome_dm(&plain, None));
