@@ -2,10 +2,11 @@
 //! signature: scope, revocation, single use and the uses of access windows, shared by
 //! every replica through the store.
 
+use super::revoke::Revoker;
 use super::windows::UseRefused;
 use super::{Client, Forbidden, Permission, Service, ServiceError, ServiceResult};
 use crate::audit::AuditEvent;
-use crate::domain::{Action, ActionId, Status, WindowEnd};
+use crate::domain::{Action, ActionId, WindowEnd};
 use crate::grants::{Claims, GrantRejection};
 use crate::store::StoreResult;
 use chrono::{DateTime, Utc};
@@ -17,8 +18,6 @@ pub const REVOKED: &str = "revoked";
 pub const USED: &str = "grant-used";
 /// How long a consumed grant is remembered past its expiry (clock skew between replicas).
 const USED_MARGIN: Duration = Duration::from_secs(60);
-/// How long a revocation is remembered past the grant's lifetime.
-const REVOKED_MARGIN: Duration = Duration::from_secs(24 * 3600);
 
 /// A verification as the API takes it: `action`/`resource`, when given, must be the
 /// grant's; `consume` makes it single use.
@@ -227,23 +226,10 @@ pub async fn revoke(
             Err(e) => return Err(e),
         }
     };
-    if action.status != Status::Approved {
-        return Err(ServiceError::NoGrant(action.status));
-    }
-    // Outlives any grant of the action: its lifetime counts from the decision.
-    let lifetime = action
-        .window
-        .as_ref()
-        .map_or(action.policy.grant_ttl_seconds, |w| w.seconds);
-    let ttl = Duration::from_secs(lifetime) + REVOKED_MARGIN;
-    let started = std::time::Instant::now();
-    service.revoke_grant(action.id.as_str(), ttl).await?;
-    tracing::warn!(action_id = %id, client = client.id(), reason, "grant revoked");
+    service
+        .revoke_approved(&action, &Revoker::Client(client.id().to_owned()), reason)
+        .await?;
     if action.window.is_some() {
-        service
-            .end_window(&action, WindowEnd::Revoked, client.id())
-            .await?;
-        crate::metrics::revoked(started.elapsed());
         return service.get(client, id).await;
     }
     Ok(action)

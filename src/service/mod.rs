@@ -24,10 +24,12 @@ mod create;
 mod door;
 pub mod grants;
 mod reads;
+mod revoke;
 mod windows;
 
 pub use authz::{Forbidden, Permission};
 pub use clients::{Client, Loaded, load};
+pub use revoke::Revoker;
 
 pub use door::Timers;
 

@@ -2,7 +2,7 @@
 //! beside the (decided, never changing) action and shown in it; the end of a window,
 //! recorded once whether it is revoked or runs out; and the list of active windows.
 
-use super::{Client, Permission, Service, ServiceResult};
+use super::{Client, Permission, Revoker, Service, ServiceResult};
 use crate::audit::AuditEvent;
 use crate::domain::{Action, ActionId, Status, WindowEnd};
 use crate::policy::{MatchInput, RuleDecision};
@@ -10,16 +10,16 @@ use crate::store::{DECIDED_RETENTION, StoreResult};
 use chrono::Utc;
 
 /// Store namespace of windows' tallies, keyed by action id: the uses counted, sealed once
-/// with how the window ended (`expired`, or `revoked <actor>`). A use and the end are
+/// with how the window ended (`expired`, or `revoked client:{id}` / `revoked slack:{user}`). A use and the end are
 /// atomic with each other: no use is counted after the end, and the end's count is final.
 const TALLY: &str = "window";
 /// The index of windows, listed from their request until their latest possible end.
 const ACTIVE: &str = "windows";
 
-/// How a window ended, as its seal reads.
-fn parse_seal(seal: &str) -> (WindowEnd, Option<String>) {
+/// How a window ended, as its seal reads: expired, or revoked (by whom, when known).
+fn parse_seal(seal: &str) -> (WindowEnd, Option<Revoker>) {
     match seal.split_once(' ') {
-        Some(("revoked", actor)) => (WindowEnd::Revoked, Some(actor.to_owned())),
+        Some(("revoked", by)) => (WindowEnd::Revoked, Revoker::parse(by)),
         _ if seal == "revoked" => (WindowEnd::Revoked, None),
         _ => (WindowEnd::Expired, None),
     }
@@ -79,17 +79,26 @@ impl Service {
 
     /// `action` with its window's live state: the uses counted so far and, once over,
     /// how it ended (revoked, or expired at `ends_at` even before its timer ran).
-    pub(super) async fn with_window_state(&self, mut action: Action) -> StoreResult<Action> {
+    pub(super) async fn with_window_state(&self, action: Action) -> StoreResult<Action> {
+        Ok(self.with_window_end(action).await?.0)
+    }
+
+    /// `action` with its window's live state and, when it was revoked, by whom (what its
+    /// Slack message shows).
+    pub async fn with_window_end(
+        &self,
+        mut action: Action,
+    ) -> StoreResult<(Action, Option<Revoker>)> {
         let Some(window) = action.window.as_mut() else {
-            return Ok(action);
+            return Ok((action, None));
         };
         if window.starts_at.is_none() {
-            return Ok(action);
+            return Ok((action, None));
         }
         let id = action.id.as_str();
         let tally = self.store.read_tally(TALLY, id).await?;
         window.uses = tally.count;
-        (window.ended, window.ended_by) = match tally.seal.as_deref().map(parse_seal) {
+        let (ended, by) = match tally.seal.as_deref().map(parse_seal) {
             Some((how, by)) => (Some(how), by),
             None if self.store.is_set(super::grants::REVOKED, id).await? => {
                 (Some(WindowEnd::Revoked), None)
@@ -97,21 +106,26 @@ impl Service {
             None if !window.is_active(Utc::now()) => (Some(WindowEnd::Expired), None),
             None => (None, None),
         };
-        Ok(action)
+        window.ended = ended;
+        window.ended_by = by.as_ref().map(|b| b.actor().to_owned());
+        Ok((action, by))
     }
 
-    /// Ends the window of `action` as `how` (by `actor`), unless it already ended: then
-    /// records `access_ended` with its final count of uses. `false` when it had ended
+    /// Ends the window of `action` as `how` (revoked `by` someone, or by the timer),
+    /// unless it already ended: then records `access_ended` with its final count of uses.
+    /// Either way its Slack message is brought to show the end. `false` when it had ended
     /// before.
     pub(super) async fn end_window(
         &self,
         action: &Action,
         how: WindowEnd,
-        actor: &str,
+        by: Option<&Revoker>,
     ) -> StoreResult<bool> {
-        let seal = match how {
-            WindowEnd::Revoked => format!("revoked {actor}"),
-            WindowEnd::Expired => "expired".to_owned(),
+        let actor = by.map_or("timer", Revoker::actor);
+        let seal = match (how, by) {
+            (WindowEnd::Revoked, Some(by)) => format!("revoked {}", by.stored()),
+            (WindowEnd::Revoked, None) => "revoked".to_owned(),
+            (WindowEnd::Expired, _) => "expired".to_owned(),
         };
         let (first, tally) = self
             .store
@@ -125,6 +139,7 @@ impl Service {
             crate::metrics::window_ended(how);
             tracing::info!(action_id = %action.id, ended = how.as_str(), uses, "access window ended");
         }
+        self.announce_window_end(&action.id).await?;
         Ok(first)
     }
 
@@ -142,7 +157,7 @@ impl Service {
             } else {
                 WindowEnd::Expired
             };
-            self.end_window(&action, how, "timer").await?;
+            self.end_window(&action, how, None).await?;
         }
         Ok(())
     }

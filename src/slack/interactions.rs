@@ -5,7 +5,7 @@
 use super::directory::is_user_id;
 use super::render::{
     APPROVE_ACTION_ID, DENY_ACTION_ID, DENY_REASON_BLOCK_ID, DENY_REASON_CALLBACK_ID,
-    DENY_REASON_INPUT_ID,
+    DENY_REASON_INPUT_ID, REVOKE_ACTION_ID,
 };
 use super::{Refusal, Slack};
 use crate::audit::AuditEvent;
@@ -126,8 +126,8 @@ pub enum Ack {
 }
 
 /// Where to tell the clicker why nothing happened.
-struct Reply<'a> {
-    response_url: Option<&'a str>,
+pub(super) struct Reply<'a> {
+    pub(super) response_url: Option<&'a str>,
 }
 
 impl Slack {
@@ -143,7 +143,8 @@ impl Slack {
                         .actions
                         .iter()
                         .filter(|a| {
-                            [APPROVE_ACTION_ID, DENY_ACTION_ID].contains(&a.action_id.as_str())
+                            [APPROVE_ACTION_ID, DENY_ACTION_ID, REVOKE_ACTION_ID]
+                                .contains(&a.action_id.as_str())
                         })
                         .filter_map(|a| a.value.as_deref())
                         .collect(),
@@ -181,6 +182,18 @@ impl Slack {
                     let vote = match action.action_id.as_str() {
                         APPROVE_ACTION_ID => VoteKind::Approve,
                         DENY_ACTION_ID => VoteKind::Deny,
+                        REVOKE_ACTION_ID => {
+                            let (slack, service) = (self.clone(), service.clone());
+                            let user = click.user.id.clone();
+                            let value = action.value.unwrap_or_default();
+                            let response_url = click.response_url.clone();
+                            self.spawn("revoke", async move {
+                                slack
+                                    .revoke_click(&service, &user, &value, response_url)
+                                    .await
+                            });
+                            continue;
+                        }
                         _ => continue,
                     };
                     let (slack, service) = (self.clone(), service.clone());
@@ -387,17 +400,24 @@ impl Slack {
     }
 
     async fn is_requester(&self, action: &Action, user: &str) -> bool {
+        // When Slack cannot say who owns the email, fail closed: treat as the requester.
+        self.requester_is(action, user).await.unwrap_or(true)
+    }
+
+    /// Whether `user` is the requester of `action`: by `requester.slack_user_id`, or by
+    /// `requester.email` through Slack (an error when Slack cannot say).
+    pub(super) async fn requester_is(
+        &self,
+        action: &Action,
+        user: &str,
+    ) -> Result<bool, super::api::SlackError> {
         let r = &action.requester;
         if r.slack_user_id.as_deref() == Some(user) {
-            return true;
+            return Ok(true);
         }
         match r.email.as_deref() {
-            // When Slack cannot say who owns the email, fail closed: treat as the requester.
-            Some(email) => match self.directory.user_for_email(email).await {
-                Ok(owner) => owner.as_deref() == Some(user),
-                Err(_) => true,
-            },
-            None => false,
+            Some(email) => Ok(self.directory.user_for_email(email).await?.as_deref() == Some(user)),
+            None => Ok(false),
         }
     }
 
@@ -418,7 +438,7 @@ impl Slack {
     }
 
     /// An ephemeral reply to the clicker.
-    async fn tell(&self, reply: &Reply<'_>, text: &str) {
+    pub(super) async fn tell(&self, reply: &Reply<'_>, text: &str) {
         let Some(url) = reply.response_url else {
             return;
         };

@@ -7,6 +7,7 @@ mod directory;
 mod escalation;
 mod interactions;
 pub mod render;
+mod revoke;
 mod sync;
 pub mod verify;
 mod workspace;

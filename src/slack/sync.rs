@@ -2,14 +2,16 @@
 //! makes Slack match the stored state: the message posted (once, while pending), updated
 //! in place, each vote posted in its thread, and the outcome announced in the thread and
 //! to the requester. What was announced is recorded, so a re-run repeats nothing.
+//! The end of an access window, which leaves the action as it is, has an effect of its
+//! own ([`Slack::show_window_end`]), also run once.
 
 use super::Slack;
 use super::api::SlackError;
 use super::directory::is_user_id;
 use super::render;
 use crate::audit::{Audit, AuditEvent};
-use crate::domain::{Action, ActionId};
-use crate::service::Service;
+use crate::domain::{Action, ActionId, Window};
+use crate::service::{Service, ServiceError};
 use crate::store::{SlackState, StoreError};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -55,18 +57,81 @@ impl Slack {
         let Some(v) = service.load(id).await? else {
             return Ok(Synced::Reflected(0));
         };
-        match self.sync_action(service, audit, &v.action, v.slack).await {
+        let (action, revoked_by) = service.with_window_end(v.action).await?;
+        let message = render::approval_message_with(&action, revoked_by.as_ref());
+        match self
+            .sync_action(service, audit, &action, &message, v.slack)
+            .await
+        {
+            // A window that ended while this ran, shown as active: once more (the end's
+            // own update may have landed before this one).
+            Ok(()) if window_ended_since(service, &action).await? => {
+                Ok(Synced::RetryAt(Utc::now()))
+            }
             Ok(()) => Ok(Synced::Reflected(v.rev)),
-            Err(Step::Retry(at, _)) if Utc::now() - v.action.created_at < GIVE_UP_AFTER => {
+            Err(Step::Retry(at, _)) if Utc::now() - action.created_at < GIVE_UP_AFTER => {
                 Ok(Synced::RetryAt(at))
             }
             Err(step) => {
                 if let Some(f) = step.failure() {
                     audit
-                        .record(AuditEvent::slack_error(&v.action, f.call, &f.error))
+                        .record(AuditEvent::slack_error(&action, f.call, &f.error))
                         .await;
                 }
                 Ok(Synced::Reflected(v.rev))
+            }
+        }
+    }
+
+    /// Shows the end of an access window in its message: the `slackend` timer, scheduled
+    /// each time a window is ended. A decided action never changes, so the revision-keyed
+    /// [`Self::sync`] does not run for it; this update runs once (a flag in the store says
+    /// it was done), and only where a message was posted.
+    pub async fn show_window_end(
+        &self,
+        service: &Service,
+        id: &ActionId,
+    ) -> Result<Synced, StoreError> {
+        const DONE: Synced = Synced::Reflected(0);
+        if service.window_end_shown(id).await? {
+            return Ok(DONE);
+        }
+        let Some(v) = service.load(id).await? else {
+            return Ok(DONE);
+        };
+        let Some(state) = v.slack else {
+            return Ok(DONE);
+        };
+        let (action, revoked_by) = service.with_window_end(v.action).await?;
+        let Some(window) = action.window.as_ref().filter(|w| w.ended.is_some()) else {
+            return Ok(DONE);
+        };
+        let message = render::approval_message_with(&action, revoked_by.as_ref());
+        let updated = self
+            .api
+            .update_message(&state.channel, &state.ts, &message)
+            .await;
+        match updated.map_err(|e| self.failed(id, "chat.update (window end)", e)) {
+            Ok(_) => {
+                tracing::info!(action_id = %id, "Slack message shows the end of the access window");
+                service.set_window_end_shown(id).await?;
+                Ok(DONE)
+            }
+            Err(Step::Retry(at, _))
+                if window
+                    .starts_at
+                    .is_some_and(|s| Utc::now() - s < GIVE_UP_AFTER + window_length(window)) =>
+            {
+                Ok(Synced::RetryAt(at))
+            }
+            Err(step) => {
+                if let Some(f) = step.failure() {
+                    service
+                        .audit()
+                        .record(AuditEvent::slack_error(&action, f.call, &f.error))
+                        .await;
+                }
+                Ok(DONE)
             }
         }
     }
@@ -95,14 +160,14 @@ impl Slack {
         service: &Service,
         audit: &Audit,
         action: &Action,
+        message: &render::Message,
         state: Option<SlackState>,
     ) -> Result<(), Step> {
         let id = &action.id;
-        let message = render::approval_message(action);
         let mut state = match state {
             Some(state) => {
                 self.api
-                    .update_message(&state.channel, &state.ts, &message)
+                    .update_message(&state.channel, &state.ts, message)
                     .await
                     .map_err(|e| self.failed(id, "chat.update", e))?;
                 state
@@ -124,7 +189,7 @@ impl Slack {
                 };
                 let posted = self
                     .api
-                    .post_message(channel, &message, None)
+                    .post_message(channel, message, None)
                     .await
                     .map_err(|e| self.failed(id, "chat.postMessage", e))?;
                 tracing::info!(action_id = %id, channel = %posted.channel, "approval message posted");
@@ -199,7 +264,7 @@ impl Slack {
                 .open_dm(&user)
                 .await
                 .map_err(|e| self.failed(id, "conversations.open", e))?;
-            let text = render::outcome_dm(action, permalink.as_deref());
+            let text = render::requester_dm(action, permalink.as_deref());
             self.api
                 .post_message(&dm, &render::Message::text(text), None)
                 .await
@@ -207,6 +272,27 @@ impl Slack {
         }
         Ok(())
     }
+}
+
+fn window_length(window: &Window) -> chrono::Duration {
+    chrono::Duration::seconds(window.seconds.min(u64::from(u32::MAX)) as i64)
+}
+
+/// Whether `action`, read as an access window still active, has ended since.
+async fn window_ended_since(service: &Service, action: &Action) -> Result<bool, StoreError> {
+    let Some(window) = &action.window else {
+        return Ok(false);
+    };
+    if window.starts_at.is_none() || window.ended.is_some() {
+        return Ok(false);
+    }
+    let now = match service.read(&action.id).await {
+        Ok(a) => a,
+        Err(ServiceError::NotFound) => return Ok(false),
+        Err(ServiceError::Store(e)) => return Err(e),
+        Err(e) => return Err(StoreError::Unavailable(e.to_string())),
+    };
+    Ok(now.window.is_some_and(|w| w.ended.is_some()))
 }
 
 async fn save(service: &Service, id: &ActionId, state: &SlackState) -> Result<(), Step> {

@@ -401,6 +401,12 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn schedule(&self, timer: &Timer) -> StoreResult<()> {
+        self.lock()
+            .set_timer_if_absent(timer.member(), timer.due_ms());
+        Ok(())
+    }
+
     async fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
         let inner = self.lock();
         Ok(inner

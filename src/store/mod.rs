@@ -115,6 +115,9 @@ pub enum TimerKind {
     Callback,
     /// Record the end of an approved access window at its `ends_at`.
     WindowEnd,
+    /// Show the end of an access window in its Slack message (an effect of the end, which
+    /// leaves the decided action as it is, so the revision-keyed Slack sync cannot see it).
+    SlackWindowEnd,
 }
 
 /// A durable deadline: one sorted-set member per (kind, action).
@@ -182,6 +185,7 @@ impl Timer {
             TimerKind::PagerDutyResolve => format!("pdresolve:{id}"),
             TimerKind::Callback => format!("callback:{id}"),
             TimerKind::WindowEnd => format!("window:{id}"),
+            TimerKind::SlackWindowEnd => format!("slackend:{id}"),
         }
     }
 
@@ -202,6 +206,7 @@ impl Timer {
             "pdresolve" => (TimerKind::PagerDutyResolve, rest),
             "callback" => (TimerKind::Callback, rest),
             "window" => (TimerKind::WindowEnd, rest),
+            "slackend" => (TimerKind::SlackWindowEnd, rest),
             _ => return None,
         };
         Some(Self {
@@ -328,6 +333,10 @@ pub trait Store: Send + Sync + 'static {
     /// Moves a claimed timer to `due` (a retry later).
     async fn reschedule(&self, timer: &Timer, due: DateTime<Utc>) -> StoreResult<()>;
 
+    /// Adds `timer` unless it is already scheduled (then it keeps its due time, and its
+    /// lease if claimed): an effect of something that does not change the action.
+    async fn schedule(&self, timer: &Timer) -> StoreResult<()>;
+
     /// When the earliest timer is due, if any.
     async fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>>;
 
@@ -383,6 +392,7 @@ mod tests {
             TimerKind::PagerDutyResolve,
             TimerKind::Callback,
             TimerKind::WindowEnd,
+            TimerKind::SlackWindowEnd,
         ] {
             let t = Timer::new(kind, &id, due);
             assert_eq!(Timer::parse(&t.member(), t.due_ms()), Some(t));

@@ -31,6 +31,7 @@ impl Pool {
             TimerKind::Escalate(_)
             | TimerKind::Remind
             | TimerKind::SlackSync
+            | TimerKind::SlackWindowEnd
             | TimerKind::PagerDutyResolve => Pool::Notify,
         }
     }
@@ -88,6 +89,13 @@ impl Worker {
                 None => Ok(Fired::Done),
                 Some(slack) => Ok(match slack.sync(&self.service, id).await? {
                     Synced::Reflected(rev) => Fired::Reflected(rev),
+                    Synced::RetryAt(at) => Fired::At(at),
+                }),
+            },
+            TimerKind::SlackWindowEnd => match &self.slack {
+                None => Ok(Fired::Done),
+                Some(slack) => Ok(match slack.show_window_end(&self.service, id).await? {
+                    Synced::Reflected(_) => Fired::Done,
                     Synced::RetryAt(at) => Fired::At(at),
                 }),
             },
@@ -152,6 +160,7 @@ mod tests {
         assert_eq!(Pool::of(TimerKind::Callback), Pool::Callbacks);
         for kind in [
             TimerKind::SlackSync,
+            TimerKind::SlackWindowEnd,
             TimerKind::Escalate(1),
             TimerKind::Remind,
             TimerKind::PagerDutyResolve,

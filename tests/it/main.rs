@@ -39,6 +39,7 @@ mod secret;
 mod serve;
 mod shutdown;
 mod slack;
+mod slack_access;
 mod slack_workspace;
 mod startup;
 mod validation;

@@ -4,6 +4,7 @@
 use super::escape::*;
 use super::*;
 use crate::domain::{Action, Outcome, Status, Vote, VoteKind};
+use crate::service::Revoker;
 
 /// The requester's name (or id) and their Slack mention when the id is a real one.
 pub(super) fn requester(action: &Action, max: usize) -> String {
@@ -215,6 +216,13 @@ pub(super) fn outcome_blocks(action: &Action) -> Vec<Value> {
 /// The approval message: posted while pending, updated in place after every vote and at
 /// the decision (then without buttons, naming who decided).
 pub fn approval_message(action: &Action) -> Message {
+    approval_message_with(action, None)
+}
+
+/// [`approval_message`]; an access window's message also says what it grants and for how
+/// long and, once approved, whether it is active (with the **Revoke** button) or how it
+/// ended (naming `revoked_by` when it was revoked).
+pub fn approval_message_with(action: &Action, revoked_by: Option<&Revoker>) -> Message {
     let status = action.status;
     let header = clip(
         &format!(
@@ -235,10 +243,9 @@ pub fn approval_message(action: &Action) -> Message {
         field("Approvals needed", action.policy.min_approvals.to_string()),
         field("Expires", slack_date(&action.expires_at)),
     ];
-    let mut blocks = vec![
-        json!({"type": "header", "text": plain(header)}),
-        json!({"type": "section", "fields": fields}),
-    ];
+    let mut blocks = vec![json!({"type": "header", "text": plain(header)})];
+    blocks.extend(window::access_line(action).map(section));
+    blocks.push(json!({"type": "section", "fields": fields}));
     if let Some(reason) = action.reason.as_deref().filter(|r| !r.trim().is_empty()) {
         blocks.push(section(format!(
             "*Reason*\n>{}",
@@ -252,6 +259,8 @@ pub fn approval_message(action: &Action) -> Message {
         blocks.push(buttons(action));
     } else {
         blocks.extend(outcome_blocks(action));
+        blocks.extend(window::state_line(action, revoked_by).map(section));
+        blocks.extend(window::revoke_button(action));
     }
     blocks.push(json!({
         "type": "context",
@@ -261,8 +270,9 @@ pub fn approval_message(action: &Action) -> Message {
             slack_date(&action.created_at)
         ))],
     }));
+    let summary = window::access_summary(action).unwrap_or_else(|| summary(action));
     Message {
-        text: format!("{}: {}", outcome_word(status), summary(action)),
+        text: format!("{}: {summary}", outcome_word(status)),
         blocks: Value::Array(blocks),
     }
 }

@@ -16,10 +16,14 @@ mod message;
 mod modal;
 #[cfg(test)]
 mod tests;
+mod window;
+#[cfg(test)]
+mod window_tests;
 
 pub use escape::{escape, mention};
-pub use message::{action_line, approval_message, outcome_dm, vote_reply};
+pub use message::{action_line, approval_message, approval_message_with, outcome_dm, vote_reply};
 pub use modal::deny_reason_modal;
+pub use window::requester_dm;
 
 use crate::domain::{Action, Status};
 use escape::{clip, one_line};
@@ -28,6 +32,9 @@ use serde_json::{Value, json};
 pub const APPROVE_ACTION_ID: &str = "greenlight_approve";
 
 pub const DENY_ACTION_ID: &str = "greenlight_deny";
+
+/// The **Revoke** button of an active access window (its value: the action id).
+pub const REVOKE_ACTION_ID: &str = "greenlight_revoke";
 
 pub const DENY_REASON_CALLBACK_ID: &str = "greenlight_deny_reason";
 

@@ -420,6 +420,19 @@ impl Store for RedisStore {
         Ok(())
     }
 
+    async fn schedule(&self, timer: &Timer) -> StoreResult<()> {
+        let mut conn = self.conn.clone();
+        let _: i64 = cmd("ZADD")
+            .arg(self.keys.timers(self.keys.shard_of(&timer.action_id)))
+            .arg("NX")
+            .arg(timer.due_ms())
+            .arg(timer.member())
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        Ok(())
+    }
+
     async fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
         let mut next: Option<i64> = None;
         for shard in self.keys.shards() {
