@@ -2,9 +2,10 @@
 //! Greenlight: matching requests are held until decided, then forwarded with the grant
 //! or refused; everything else passes untouched.
 
+use crate::common::slack::FakeSlack;
 use crate::common::{Backend, TestApp, spawn_app};
 use crate::proxy::window::{
-    approved_window, pending_ids, slack_posted, spawn_with_slack, uses_audited,
+    approved_window, pending_ids, slack_posted, spawn_with_slack, uses_audited, wait_posted,
 };
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
@@ -370,12 +371,19 @@ async fn requests_beyond_max_held_are_refused(backend: Backend) {
     assert_eq!(first.await.unwrap().0, 403);
 }
 
-/// `request` is held by the layer: a new action is asked for (for `user` on `resource`),
-/// nothing reaches the service; denied, it is answered 403.
-async fn held(app: &TestApp, svc: &Service, request: reqwest::RequestBuilder, user: &str, resource: &str) {
+/// `request` is held by the layer: a new action is asked for (for `user` on `resource`)
+/// in Slack, nothing reaches the service; denied, it is answered 403.
+async fn held(
+    (app, slack): (&TestApp, &FakeSlack),
+    svc: &Service,
+    request: reqwest::RequestBuilder,
+    user: &str,
+    resource: &str,
+) {
     let before = svc.reached.load(Ordering::SeqCst);
     let answer = tokio::spawn(send(request));
     let id = pending_action(app).await;
+    wait_posted(slack, &id).await;
     let stored = app.get("app", &id).await.body;
     assert_eq!(stored["requester"]["id"], user);
     assert_eq!(stored["resource"], resource);
@@ -420,14 +428,39 @@ async fn a_window_grant_goes_through_the_layer_without_a_new_approval(backend: B
             "resource": "/accounts/42", "uses": 2})
     );
 
-    held(&app, &svc, call("42", "bob"), "bob", "/accounts/42").await;
-    assert!(slack_posted(&slack, "accounts.delete"));
-    held(&app, &svc, call("7", "alice"), "alice", "/accounts/7").await;
+    held(
+        (&app, &slack),
+        &svc,
+        call("42", "bob"),
+        "bob",
+        "/accounts/42",
+    )
+    .await;
+    held(
+        (&app, &slack),
+        &svc,
+        call("7", "alice"),
+        "alice",
+        "/accounts/7",
+    )
+    .await;
     let r = app
-        .send_as("admin", "POST", &format!("/v1/actions/{id}/revoke"), &Value::Null)
+        .send_as(
+            "admin",
+            "POST",
+            &format!("/v1/actions/{id}/revoke"),
+            &Value::Null,
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    held(&app, &svc, call("42", "alice"), "alice", "/accounts/42").await;
+    held(
+        (&app, &slack),
+        &svc,
+        call("42", "alice"),
+        "alice",
+        "/accounts/42",
+    )
+    .await;
     assert_eq!(app.get("other", &id).await.body["window"]["uses"], 2);
     assert_eq!(svc.reached.load(Ordering::SeqCst), 2);
 }

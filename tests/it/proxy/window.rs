@@ -87,6 +87,18 @@ pub(crate) fn slack_posted(slack: &FakeSlack, text: &str) -> bool {
         .any(|c| c.args.to_string().contains(text))
 }
 
+/// Waits until a message posted to Slack mentions `text` (an approval asked for).
+pub(crate) async fn wait_posted(slack: &FakeSlack, text: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !slack_posted(slack, text) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing posted to Slack about {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The `access_used` entries of the window `id`, once there is one.
 pub(crate) async fn uses_audited(app: &TestApp, id: &str) -> Vec<Value> {
     entries_until(app, id, "access_used")
@@ -106,15 +118,22 @@ fn delete(proxy: &Running, account: &str, user: &str, grant: &str) -> reqwest::R
         .header("greenlight-grant", grant)
 }
 
-/// `request` is held: a new action is asked for (for `user` on `resource`), and nothing
-/// reaches the upstream; denied, it is answered 403.
-async fn held(app: &TestApp, proxy: &Running, request: reqwest::RequestBuilder, user: &str, resource: &str) {
+/// `request` is held: a new action is asked for (for `user` on `resource`) in Slack,
+/// and nothing reaches the upstream; denied, it is answered 403.
+async fn held(
+    (app, slack): (&TestApp, &FakeSlack),
+    proxy: &Running,
+    request: reqwest::RequestBuilder,
+    user: &str,
+    resource: &str,
+) {
     let before = proxy.upstream.reached.load(Ordering::SeqCst);
     let answer = tokio::spawn(send(request));
     let action = pending_action(app).await;
     assert_eq!(action["action"], "accounts.delete");
     assert_eq!(action["resource"], resource);
     assert_eq!(action["requester"]["id"], user);
+    wait_posted(slack, action["id"].as_str().unwrap()).await;
     assert_eq!(
         app.decide(action["id"].as_str().unwrap(), "denied")
             .await
@@ -163,28 +182,67 @@ async fn a_window_grant_goes_through_the_proxy_without_a_new_approval(backend: B
     }
 
     // The same grant for another requester is held, and asked for in Slack.
-    held(&app, &proxy, delete(&proxy, "42", "bob", &token), "bob", "accounts/42").await;
-    assert!(slack_posted(&slack, "accounts.delete"));
+    held(
+        (&app, &slack),
+        &proxy,
+        delete(&proxy, "42", "bob", &token),
+        "bob",
+        "accounts/42",
+    )
+    .await;
     // Outside the window's resource: held.
-    held(&app, &proxy, delete(&proxy, "7", "alice", &token), "alice", "accounts/7").await;
+    held(
+        (&app, &slack),
+        &proxy,
+        delete(&proxy, "7", "alice", &token),
+        "alice",
+        "accounts/7",
+    )
+    .await;
     // Alice's window for another enforcement point: held here.
     let (_, elsewhere) = approved_window(&app, "accounts.*", "accounts/42", "alice", "other").await;
-    held(&app, &proxy, delete(&proxy, "42", "alice", &elsewhere), "alice", "accounts/42").await;
+    held(
+        (&app, &slack),
+        &proxy,
+        delete(&proxy, "42", "alice", &elsewhere),
+        "alice",
+        "accounts/42",
+    )
+    .await;
     // A single-action grant issued to the proxy's client is no window.
     let mut read = crate::common::request("read.logs", "accounts/42");
     read["requester"] = json!({"id": "alice", "email": "alice@example.com"});
     let r = app.create(&read).await;
     let single = r.body["decision"]["grant"]["token"].as_str().unwrap();
-    held(&app, &proxy, delete(&proxy, "42", "alice", single), "alice", "accounts/42").await;
+    held(
+        (&app, &slack),
+        &proxy,
+        delete(&proxy, "42", "alice", single),
+        "alice",
+        "accounts/42",
+    )
+    .await;
     // None of those counted as a use.
     assert_eq!(app.get("other", &id).await.body["window"]["uses"], 2);
 
     // Revoked: the very next request is held.
     let r = app
-        .send_as("admin", "POST", &format!("/v1/actions/{id}/revoke"), &Value::Null)
+        .send_as(
+            "admin",
+            "POST",
+            &format!("/v1/actions/{id}/revoke"),
+            &Value::Null,
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    held(&app, &proxy, delete(&proxy, "42", "alice", &token), "alice", "accounts/42").await;
+    held(
+        (&app, &slack),
+        &proxy,
+        delete(&proxy, "42", "alice", &token),
+        "alice",
+        "accounts/42",
+    )
+    .await;
     assert_eq!(proxy.upstream.reached.load(Ordering::SeqCst), 2);
     assert_eq!(uses_audited(&app, &id).await.len(), 2);
 }

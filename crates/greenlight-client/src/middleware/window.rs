@@ -120,7 +120,12 @@ impl Holder {
 }
 
 /// Whether a window grant's claims cover `action` on `resource` for `requester`.
-fn fits(claims: &Claims, action: &str, resource: &str, requester: &str) -> Result<(), &'static str> {
+fn fits(
+    claims: &Claims,
+    action: &str,
+    resource: &str,
+    requester: &str,
+) -> Result<(), &'static str> {
     if claims.win.is_none() {
         return Err("not an access window's grant");
     }
