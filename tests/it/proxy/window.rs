@@ -9,13 +9,20 @@ use crate::audit::entries_until;
 use crate::common::slack::FakeSlack;
 use crate::common::{AppOptions, POLICY, spawn_app_with};
 
-/// The test policy, with a rule that allows windows on `accounts.*` (for at most an hour).
+/// The test policy, with rules that allow windows (for at most an hour) on `accounts.*`,
+/// and on the proxy's `db.write` on `postgres://prod`.
 pub(crate) fn policy() -> String {
     POLICY.replacen(
         "[[rule]]",
         r#"[[rule]]
 name = "account-access"
 match = { action = "accounts.*" }
+decision = "require"
+max_window = "1h"
+
+[[rule]]
+name = "db-write-access"
+match = { action = "db.write", resource = "postgres://prod" }
 decision = "require"
 max_window = "1h"
 
@@ -122,15 +129,14 @@ fn delete(proxy: &Running, account: &str, user: &str, grant: &str) -> reqwest::R
 /// and nothing reaches the upstream; denied, it is answered 403.
 async fn held(
     (app, slack): (&TestApp, &FakeSlack),
-    proxy: &Running,
+    upstream: &Upstream,
     request: reqwest::RequestBuilder,
     user: &str,
     resource: &str,
 ) {
-    let before = proxy.upstream.reached.load(Ordering::SeqCst);
+    let before = upstream.reached.load(Ordering::SeqCst);
     let answer = tokio::spawn(send(request));
     let action = pending_action(app).await;
-    assert_eq!(action["action"], "accounts.delete");
     assert_eq!(action["resource"], resource);
     assert_eq!(action["requester"]["id"], user);
     wait_posted(slack, action["id"].as_str().unwrap()).await;
@@ -142,7 +148,7 @@ async fn held(
     );
     let (status, _, body) = answer.await.unwrap();
     assert_eq!(status, 403, "{body}");
-    assert_eq!(proxy.upstream.reached.load(Ordering::SeqCst), before);
+    assert_eq!(upstream.reached.load(Ordering::SeqCst), before);
 }
 
 async fn a_window_grant_goes_through_the_proxy_without_a_new_approval(backend: Backend) {
@@ -184,7 +190,7 @@ async fn a_window_grant_goes_through_the_proxy_without_a_new_approval(backend: B
     // The same grant for another requester is held, and asked for in Slack.
     held(
         (&app, &slack),
-        &proxy,
+        &proxy.upstream,
         delete(&proxy, "42", "bob", &token),
         "bob",
         "accounts/42",
@@ -193,7 +199,7 @@ async fn a_window_grant_goes_through_the_proxy_without_a_new_approval(backend: B
     // Outside the window's resource: held.
     held(
         (&app, &slack),
-        &proxy,
+        &proxy.upstream,
         delete(&proxy, "7", "alice", &token),
         "alice",
         "accounts/7",
@@ -203,7 +209,7 @@ async fn a_window_grant_goes_through_the_proxy_without_a_new_approval(backend: B
     let (_, elsewhere) = approved_window(&app, "accounts.*", "accounts/42", "alice", "other").await;
     held(
         (&app, &slack),
-        &proxy,
+        &proxy.upstream,
         delete(&proxy, "42", "alice", &elsewhere),
         "alice",
         "accounts/42",
@@ -216,7 +222,7 @@ async fn a_window_grant_goes_through_the_proxy_without_a_new_approval(backend: B
     let single = r.body["decision"]["grant"]["token"].as_str().unwrap();
     held(
         (&app, &slack),
-        &proxy,
+        &proxy.upstream,
         delete(&proxy, "42", "alice", single),
         "alice",
         "accounts/42",
@@ -237,7 +243,7 @@ async fn a_window_grant_goes_through_the_proxy_without_a_new_approval(backend: B
     assert_eq!(r.status, 200, "{}", r.body);
     held(
         (&app, &slack),
-        &proxy,
+        &proxy.upstream,
         delete(&proxy, "42", "alice", &token),
         "alice",
         "accounts/42",
@@ -245,6 +251,39 @@ async fn a_window_grant_goes_through_the_proxy_without_a_new_approval(backend: B
     .await;
     assert_eq!(proxy.upstream.reached.load(Ordering::SeqCst), 2);
     assert_eq!(uses_audited(&app, &id).await.len(), 2);
+}
+
+/// The real `greenlight proxy` binary, on a route with a body condition: the statement
+/// is forwarded byte for byte under alice's window, and held for bob.
+async fn the_proxy_binary_takes_a_window_grant_on_a_body_route(backend: Backend) {
+    let (app, slack) = spawn_with_slack(backend).await;
+    let proxy = super::binary::proxy_process(&app, ROUTES).await;
+    let (id, token) = approved_window(&app, "db.write", "postgres://prod", "alice", "app").await;
+    let statement = json!({"query": "DELETE FROM sessions WHERE expired"});
+    let call = |user: &str| {
+        reqwest::Client::new()
+            .post(format!("{}/sql", proxy.base))
+            .header("x-user", user)
+            .header("x-user-email", format!("{user}@example.com"))
+            .header("greenlight-grant", &token)
+            .json(&statement)
+    };
+    let (status, _, seen) = send(call("alice")).await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["body"], statement.to_string());
+    assert_eq!(seen["headers"]["greenlight-action-id"], id.as_str());
+    assert!(pending_ids(&app).await.is_empty());
+    held(
+        (&app, &slack),
+        &proxy.upstream,
+        call("bob"),
+        "bob",
+        "postgres://prod",
+    )
+    .await;
+    let uses = uses_audited(&app, &id).await;
+    assert_eq!(uses.len(), 1, "{uses:#?}");
+    assert_eq!(uses[0]["details"]["action"], "db.write");
 }
 
 /// Greenlight unreachable: a window grant is not taken on trust; the request is refused
@@ -270,4 +309,7 @@ async fn a_window_grant_is_not_forwarded_when_greenlight_cannot_be_asked() {
     assert_eq!(proxy.upstream.reached.load(Ordering::SeqCst), 1);
 }
 
-on_both_backends!(a_window_grant_goes_through_the_proxy_without_a_new_approval);
+on_both_backends!(
+    a_window_grant_goes_through_the_proxy_without_a_new_approval,
+    the_proxy_binary_takes_a_window_grant_on_a_body_route,
+);
