@@ -17,7 +17,7 @@ use crate::client::Client;
 use crate::domain::{ActionRequest, Binding, Requester as Person};
 use crate::middleware::canonical;
 use crate::middleware::headers::{ACTION_ID, GRANT};
-use crate::middleware::{Ask, Holder, Verdict};
+use crate::middleware::{Ask, Holder, Verdict, offered_grant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -101,7 +101,9 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
         return forward::too_large();
     }
     let ask = Ask::from_headers(&parts.headers);
-    // Only the proxy says what was approved: a caller's own grant header never passes.
+    // Only the proxy says what was approved: a caller's own grant header never passes as
+    // sent. It may offer an access window's grant, checked below before it is forwarded.
+    let offered = offered_grant(&parts.headers);
     parts.headers.remove(GRANT);
     parts.headers.remove(ACTION_ID);
     // Routes are matched on the canonical target, and that is what is forwarded.
@@ -126,6 +128,19 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
         Ok(id) => id,
         Err(answer) => return answer,
     };
+    let request = action_request(&parts, &matched, requester);
+    tracing::debug!(route = %matched.route.name, "a request matches a route");
+    // A window's grant for exactly this action, resource and requester (all taken from
+    // the request as it is forwarded) lets it through, streamed, once Greenlight has
+    // counted the use.
+    if let Some(token) = offered
+        && let Some(pass) = proxy.holder.window_pass(&token, &request).await
+    {
+        for (name, value) in pass.headers() {
+            parts.headers.insert(name, value);
+        }
+        return proxy.upstream.forward(parts, outgoing, peer).await;
+    }
     // A held request's body is read whole: the approval is bound to these bytes, and
     // exactly they are forwarded.
     let body = match outgoing {
@@ -144,8 +159,6 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
         &body,
         matched.body.field.as_deref(),
     );
-    let request = action_request(&parts, &matched, requester);
-    tracing::debug!(route = %matched.route.name, "a request matches a route");
     match proxy.holder.hold(request, binding, ask).await {
         Verdict::Approved(action) => {
             for (name, value) in Verdict::grant_headers(&action) {

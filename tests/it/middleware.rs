@@ -2,7 +2,11 @@
 //! Greenlight: matching requests are held until decided, then forwarded with the grant
 //! or refused; everything else passes untouched.
 
+use crate::common::slack::FakeSlack;
 use crate::common::{Backend, TestApp, spawn_app};
+use crate::proxy::window::{
+    approved_window, pending_ids, slack_posted, spawn_with_slack, uses_audited, wait_posted,
+};
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -367,7 +371,102 @@ async fn requests_beyond_max_held_are_refused(backend: Backend) {
     assert_eq!(first.await.unwrap().0, 403);
 }
 
+/// `request` is held by the layer: a new action is asked for (for `user` on `resource`)
+/// in Slack, nothing reaches the service; denied, it is answered 403.
+async fn held(
+    (app, slack): (&TestApp, &FakeSlack),
+    svc: &Service,
+    request: reqwest::RequestBuilder,
+    user: &str,
+    resource: &str,
+) {
+    let before = svc.reached.load(Ordering::SeqCst);
+    let answer = tokio::spawn(send(request));
+    let id = pending_action(app).await;
+    wait_posted(slack, &id).await;
+    let stored = app.get("app", &id).await.body;
+    assert_eq!(stored["requester"]["id"], user);
+    assert_eq!(stored["resource"], resource);
+    assert_eq!(app.decide(&id, "denied").await.status, 200);
+    let (status, _, body) = answer.await.unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(svc.reached.load(Ordering::SeqCst), before);
+}
+
+/// An access window's grant lets its requester's requests within its scope through the
+/// layer with no new approval, each one counted and audited; another requester, another
+/// resource, or the grant once revoked, are held as any request.
+async fn a_window_grant_goes_through_the_layer_without_a_new_approval(backend: Backend) {
+    let (app, slack) = spawn_with_slack(backend).await;
+    let svc = service(&app).await;
+    let (id, token) = approved_window(&app, "accounts.*", "/accounts/42", "alice", "app").await;
+    let http = reqwest::Client::new();
+    let call = |account: &str, user: &str| {
+        http.delete(format!("{}/accounts/{account}", svc.base))
+            .header("x-user", user)
+            .header("x-user-email", format!("{user}@example.com"))
+            .header("greenlight-grant", &token)
+            .body("close it")
+    };
+    for n in 1..=2 {
+        let (status, _, body) = send(call("42", "alice")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(svc.reached.load(Ordering::SeqCst), n);
+        assert_eq!(body["grant"], token.as_str());
+        assert_eq!(body["action_id"], id.as_str());
+        assert_eq!(body["body"], "close it");
+    }
+    assert!(pending_ids(&app).await.is_empty());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!slack_posted(&slack, "accounts.delete"));
+    let uses = uses_audited(&app, &id).await;
+    assert_eq!(uses.len(), 2, "{uses:#?}");
+    assert_eq!(uses[1]["actor"], "app");
+    assert_eq!(
+        uses[1]["details"],
+        json!({"requester": "alice", "action": "accounts.delete",
+            "resource": "/accounts/42", "uses": 2})
+    );
+
+    held(
+        (&app, &slack),
+        &svc,
+        call("42", "bob"),
+        "bob",
+        "/accounts/42",
+    )
+    .await;
+    held(
+        (&app, &slack),
+        &svc,
+        call("7", "alice"),
+        "alice",
+        "/accounts/7",
+    )
+    .await;
+    let r = app
+        .send_as(
+            "admin",
+            "POST",
+            &format!("/v1/actions/{id}/revoke"),
+            &Value::Null,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    held(
+        (&app, &slack),
+        &svc,
+        call("42", "alice"),
+        "alice",
+        "/accounts/42",
+    )
+    .await;
+    assert_eq!(app.get("other", &id).await.body["window"]["uses"], 2);
+    assert_eq!(svc.reached.load(Ordering::SeqCst), 2);
+}
+
 on_both_backends!(
+    a_window_grant_goes_through_the_layer_without_a_new_approval,
     holds_a_request_until_approved_then_forwards_it_with_the_grant,
     refuses_a_denied_request_with_403_and_the_outcome,
     passes_other_requests_straight_through,

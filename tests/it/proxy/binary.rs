@@ -6,14 +6,14 @@ use super::*;
 
 /// The real `greenlight proxy` binary, as an operator runs it, in front of a recording
 /// upstream. Killed on drop.
-struct ProxyProcess {
-    base: String,
-    upstream: Upstream,
+pub(super) struct ProxyProcess {
+    pub(super) base: String,
+    pub(super) upstream: Upstream,
     _child: tokio::process::Child,
     _dir: tempfile::TempDir,
 }
 
-async fn proxy_process(app: &TestApp, routes: &str) -> ProxyProcess {
+pub(super) async fn proxy_process(app: &TestApp, routes: &str) -> ProxyProcess {
     let upstream = upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("routes.toml");

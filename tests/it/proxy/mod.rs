@@ -8,6 +8,8 @@ mod binary;
 mod guards;
 /// SQL-aware body conditions (`sql = "writes"`).
 mod sql;
+/// Access windows: a window's grant goes through without a new approval.
+pub(crate) mod window;
 
 use crate::common::cli::{forged_approval, grant_of_another_action, publish_decision};
 use crate::common::{Backend, TestApp, spawn_app};

@@ -36,6 +36,7 @@ mod jwks;
 #[cfg(feature = "redis")]
 mod redis_wait;
 mod wait;
+pub mod window;
 
 pub use grant::{GrantError, GrantVerifier};
 pub use jwks::{JwksCache, JwksError};

@@ -1,7 +1,10 @@
 //! [`RequireApproval`]: a tower layer for axum services that holds matching requests until
 //! a person approves them in Greenlight, then forwards them with the grant in the
 //! `Greenlight-Grant` header; a request that is not approved gets a `403` naming the
-//! outcome (or a `202` to poll, when the caller sends `Prefer: respond-async`).
+//! outcome (or a `202` to poll, when the caller sends `Prefer: respond-async`). A request
+//! that carries its requester's access window grant for what the extractor describes
+//! goes through without a new approval, once Greenlight has counted the use
+//! ([`WindowPass`]).
 //!
 //! ```no_run
 //! use axum::{Router, http::StatusCode, routing::delete};
@@ -31,9 +34,11 @@
 pub mod canonical;
 mod hold;
 mod routes;
+mod window;
 
 pub use hold::{Ask, DEFAULT_HOLD, DEFAULT_MAX_HELD, Holder, Verdict};
 pub use routes::RoutePattern;
+pub use window::{WindowPass, offered_grant};
 
 use crate::client::Client;
 use crate::domain::{ActionRequest, Binding};
@@ -51,7 +56,8 @@ use tower::{Layer, Service};
 /// The header names Greenlight's gates use.
 pub mod headers {
     /// The grant token, on a forwarded request. Removed from incoming requests, so only
-    /// the gate can set it.
+    /// the gate can set it; a caller may offer an access window's grant in it, which the
+    /// gate checks with Greenlight before forwarding it (see [`super::WindowPass`]).
     pub const GRANT: &str = "greenlight-grant";
     /// The action id: on a forwarded request, on a `202`/`504` answer, and from a caller
     /// resuming an action it was told to poll for.
@@ -171,7 +177,10 @@ where
     }
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        // Only the gate sets the grant header: a caller's own is never passed on.
+        // Only the gate sets the grant header: a caller's own is never passed on as sent.
+        // It may offer an access window's grant, checked below before anything is
+        // forwarded with it.
+        let offered = offered_grant(request.headers());
         request.headers_mut().remove(headers::GRANT);
         // Every request goes on with its canonical target, the one routes are matched on,
         // so the service behind cannot read a path the routes did not see.
@@ -208,6 +217,16 @@ where
                 Ok(r) => r,
                 Err((status, message)) => return Ok(hold::rejection(status, &message)),
             };
+            // A window's grant for exactly this action, resource and requester lets the
+            // request through as it is, once Greenlight has counted the use.
+            if let Some(token) = offered
+                && let Some(pass) = config.holder.window_pass(&token, &action_request).await
+            {
+                for (name, value) in pass.headers() {
+                    parts.headers.insert(name, value);
+                }
+                return inner.call(Request::from_parts(parts, body)).await;
+            }
             // The body is read whole: the approval is bound to it, and exactly these
             // bytes are passed on.
             let limited = http_body_util::Limited::new(body, config.max_body);
