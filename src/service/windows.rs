@@ -100,9 +100,7 @@ impl Service {
         window.uses = tally.count;
         let (ended, by) = match tally.seal.as_deref().map(parse_seal) {
             Some((how, by)) => (Some(how), by),
-            None if self.store.is_set(super::grants::REVOKED, id).await? => {
-                (Some(WindowEnd::Revoked), None)
-            }
+            None if self.grant_revoked(id).await? => (Some(WindowEnd::Revoked), None),
             None if !window.is_active(Utc::now()) => (Some(WindowEnd::Expired), None),
             None => (None, None),
         };
