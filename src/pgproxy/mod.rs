@@ -9,6 +9,7 @@
 
 mod approval;
 pub mod config;
+mod extended;
 mod link;
 mod session;
 mod template;

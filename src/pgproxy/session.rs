@@ -6,10 +6,12 @@
 use super::Shared;
 use super::approval::{self, Held, Refusal};
 use super::config::StatementRule;
+use super::extended::{Batch, Matched};
 use super::link::{AtReady, Link, copy_message};
 use super::wire::{self, Header, Startup, WireError};
 use crate::domain::Requester;
 use crate::sql::{Classification, Dialect, Kind, SqlError, Statement};
+use std::collections::HashMap;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
@@ -81,6 +83,7 @@ pub async fn run(shared: &Shared, client: TcpStream) -> anyhow::Result<()> {
         database,
         requester,
         batch: Batch::default(),
+        prepared: HashMap::new(),
         discarding: false,
         failed_transaction: false,
     };
@@ -108,32 +111,24 @@ async fn connect(shared: &Shared) -> std::io::Result<TcpStream> {
     Ok(stream)
 }
 
-struct Session<'a> {
-    shared: &'a Shared,
-    link: &'a Link,
-    client: BufReader<OwnedReadHalf>,
-    upstream: BufWriter<OwnedWriteHalf>,
+pub(super) struct Session<'a> {
+    pub(super) shared: &'a Shared,
+    pub(super) link: &'a Link,
+    pub(super) client: BufReader<OwnedReadHalf>,
+    pub(super) upstream: BufWriter<OwnedWriteHalf>,
     user: String,
     database: String,
     requester: Requester,
-    /// The extended-protocol messages since the last `Sync`, kept once a `Parse` in them
-    /// is held.
-    batch: Batch<'a>,
+    /// The extended-protocol messages kept since a held `Parse` or `Bind`, up to `Sync`.
+    pub(super) batch: Batch<'a>,
+    /// Prepared statements (by name) whose SQL a rule holds: each execution is held.
+    pub(super) prepared: HashMap<String, Matched<'a>>,
     /// A held batch ended by `Flush` was refused: the rest up to `Sync` is dropped, as
     /// PostgreSQL drops it after an error.
-    discarding: bool,
+    pub(super) discarding: bool,
     /// A statement was refused inside a transaction block: as in PostgreSQL, nothing runs
     /// until the block ends.
-    failed_transaction: bool,
-}
-
-/// A batch held for its `Sync`.
-#[derive(Default)]
-struct Batch<'r> {
-    bytes: Vec<u8>,
-    sql: Vec<String>,
-    statements: Vec<Statement>,
-    rule: Option<&'r StatementRule>,
+    pub(super) failed_transaction: bool,
 }
 
 impl Session<'_> {
@@ -142,7 +137,7 @@ impl Session<'_> {
             let Some(header) = wire::read_header(&mut self.client, true).await? else {
                 return Ok(());
             };
-            let held_batch = self.batch.rule.is_some();
+            let held_batch = self.batch.is_held();
             match header.tag {
                 b'X' => {
                     self.forward(header).await?;
@@ -167,7 +162,11 @@ impl Session<'_> {
                     let body = self.read_inspected(header).await?;
                     self.parse(header, body).await?;
                 }
-                b'B' | b'D' | b'E' | b'C' if held_batch => {
+                b'B' => {
+                    let body = self.read_inspected(header).await?;
+                    self.bind(header, body).await?;
+                }
+                b'D' | b'E' | b'C' if held_batch => {
                     let body = self.read_inspected(header).await?;
                     self.keep(header, &body)?;
                 }
@@ -194,7 +193,7 @@ impl Session<'_> {
     }
 
     /// Reads a body the proxy must see whole, within the inspection limit.
-    async fn read_inspected(&mut self, header: Header) -> Result<Vec<u8>, WireError> {
+    pub(super) async fn read_inspected(&mut self, header: Header) -> Result<Vec<u8>, WireError> {
         if header.body_len > self.shared.config.limits.max_inspected_bytes {
             return Err(WireError::Malformed(
                 "a message larger than greenlight pg-proxy inspects (proxy.max_inspected_bytes)",
@@ -206,15 +205,19 @@ impl Session<'_> {
     }
 
     /// Streams one message to the upstream as it is.
-    async fn forward(&mut self, header: Header) -> Result<(), WireError> {
+    pub(super) async fn forward(&mut self, header: Header) -> Result<(), WireError> {
         copy_message(header, &mut self.client, &mut self.upstream).await
     }
 
-    async fn skip(&mut self, header: Header) -> Result<(), WireError> {
+    pub(super) async fn skip(&mut self, header: Header) -> Result<(), WireError> {
         copy_message(header, &mut self.client, &mut tokio::io::sink()).await
     }
 
-    async fn send_upstream(&mut self, header: Header, body: &[u8]) -> Result<(), WireError> {
+    pub(super) async fn send_upstream(
+        &mut self,
+        header: Header,
+        body: &[u8],
+    ) -> Result<(), WireError> {
         self.upstream.write_all(&header.bytes()).await?;
         self.upstream.write_all(body).await?;
         Ok(())
@@ -281,95 +284,13 @@ impl Session<'_> {
             .await
     }
 
-    async fn parse(&mut self, header: Header, body: Vec<u8>) -> Result<(), WireError> {
-        let sql = wire::parse_sql(&body)?.to_owned();
-        let classified = classify(&sql);
-        let rule = classified
-            .as_ref()
-            .and_then(|c| self.shared.config.rule_for(c));
-        if self.batch.rule.is_none() && rule.is_none() {
-            return self.send_upstream(header, &body).await;
-        }
-        if self.batch.rule.is_none() {
-            self.batch.rule = rule;
-        }
-        self.batch.sql.push(sql);
-        self.batch
-            .statements
-            .extend(classified.into_iter().flat_map(|c| c.statements));
-        self.keep(header, &body)
-    }
-
-    /// Keeps a message of a held batch, within the inspection limit.
-    fn keep(&mut self, header: Header, body: &[u8]) -> Result<(), WireError> {
-        if self.batch.bytes.len() + 5 + body.len() > self.shared.config.limits.max_inspected_bytes {
-            return Err(WireError::Malformed(
-                "a held batch larger than greenlight pg-proxy keeps (proxy.max_inspected_bytes)",
-            ));
-        }
-        self.batch.bytes.extend(header.bytes());
-        self.batch.bytes.extend(body);
-        Ok(())
-    }
-
-    /// `Sync` or `Flush`: a held batch is decided now, with its end kept in the bytes
-    /// approved.
-    async fn end_batch(&mut self, header: Header) -> Result<(), WireError> {
-        let sync = header.tag == b'S';
-        self.skip_body(header).await?;
-        if self.discarding {
-            if sync {
-                self.discarding = false;
-                let error = self.failed_transaction.then(in_failed_transaction_error);
-                return self.refuse_with_sync(error).await;
-            }
-            return Ok(());
-        }
-        let batch = std::mem::take(&mut self.batch);
-        let Some(rule) = batch.rule else {
-            self.upstream.write_all(&header.bytes()).await?;
-            if sync {
-                self.link.owe(AtReady::default());
-            }
-            return Ok(());
-        };
-        let mut bytes = batch.bytes;
-        bytes.extend(header.bytes());
-        let sql = batch.sql.join(";\n");
-        match self.hold(rule, sql, &batch.statements, &bytes).await? {
-            Ok(()) => {
-                self.upstream.write_all(&bytes).await?;
-                if sync {
-                    self.link.owe(AtReady::default());
-                }
-                Ok(())
-            }
-            Err(refusal) => {
-                let error = wire::error(refusal.code, &refusal.message);
-                if sync {
-                    self.refuse_with_sync(Some(error)).await
-                } else {
-                    // The client waits for an answer now; the rest up to its Sync is
-                    // dropped, as the server drops it after an error.
-                    self.link.send(&error).await?;
-                    self.discarding = true;
-                    Ok(())
-                }
-            }
-        }
-    }
-
-    async fn skip_body(&mut self, header: Header) -> Result<(), WireError> {
-        if header.body_len != 0 {
-            return Err(WireError::Malformed("a Sync or Flush with a body"));
-        }
-        Ok(())
-    }
-
     /// Answers `error` then `ReadyForQuery`: a lone `Sync` goes upstream instead of the
     /// refused message, and the error is put before the upstream's answer to it. Waits
     /// for it, so the next message is read knowing whether a transaction block failed.
-    async fn refuse_with_sync(&mut self, error: Option<Vec<u8>>) -> Result<(), WireError> {
+    pub(super) async fn refuse_with_sync(
+        &mut self,
+        error: Option<Vec<u8>>,
+    ) -> Result<(), WireError> {
         let (done, status) = oneshot::channel();
         self.link.owe(AtReady {
             error,
@@ -386,7 +307,7 @@ impl Session<'_> {
 
     /// Holds `bytes` until Greenlight decides: `Ok(Ok)` to forward them, `Ok(Err)` to
     /// refuse, `Err` when the client went away meanwhile (the action is cancelled).
-    async fn hold(
+    pub(super) async fn hold(
         &mut self,
         rule: &StatementRule,
         sql: String,
@@ -450,7 +371,7 @@ impl Session<'_> {
     }
 }
 
-fn in_failed_transaction_error() -> Vec<u8> {
+pub(super) fn in_failed_transaction_error() -> Vec<u8> {
     wire::error(
         IN_FAILED_TRANSACTION,
         "current transaction is aborted, commands ignored until end of transaction block",
@@ -473,7 +394,7 @@ async fn client_gone(client: &mut BufReader<OwnedReadHalf>) {
 /// The classification of a text; `None` for a text that holds no statement (only
 /// comments, or empty), which runs nothing. A text that does not parse is one statement
 /// of kind `unknown`: every rule's `sql` selects it.
-fn classify(sql: &str) -> Option<Classification> {
+pub(super) fn classify(sql: &str) -> Option<Classification> {
     match crate::sql::classify(sql, Dialect::Postgres) {
         Ok(c) => Some(c),
         Err(SqlError::Empty) => None,

@@ -139,10 +139,10 @@ pub fn query_sql(body: &[u8]) -> Result<&str, WireError> {
     Ok(sql)
 }
 
-/// The SQL text of a `Parse` body (statement name, text, parameter types).
-pub fn parse_sql(body: &[u8]) -> Result<&str, WireError> {
+/// The statement name and SQL text of a `Parse` body (name, text, parameter types).
+pub fn parse_message(body: &[u8]) -> Result<(&str, &str), WireError> {
     let mut pos = 0;
-    cstr(body, &mut pos).ok_or(WireError::Malformed("a Parse without its name"))?;
+    let name = cstr(body, &mut pos).ok_or(WireError::Malformed("a Parse without its name"))?;
     let sql = cstr(body, &mut pos).ok_or(WireError::Malformed("a Parse without its text"))?;
     let types = body
         .get(pos..pos + 2)
@@ -151,7 +151,14 @@ pub fn parse_sql(body: &[u8]) -> Result<&str, WireError> {
     if body.len() != pos + 2 + 4 * types {
         return Err(WireError::Malformed("a Parse of the wrong length"));
     }
-    Ok(sql)
+    Ok((name, sql))
+}
+
+/// The prepared statement a `Bind` body names (after its portal's name).
+pub fn bind_statement(body: &[u8]) -> Result<&str, WireError> {
+    let mut pos = 0;
+    cstr(body, &mut pos).ok_or(WireError::Malformed("a Bind without its portal"))?;
+    cstr(body, &mut pos).ok_or(WireError::Malformed("a Bind without its statement"))
 }
 
 /// A NUL-terminated UTF-8 string at `pos`, moving `pos` past it. Text that is not UTF-8
@@ -273,10 +280,11 @@ mod tests {
         assert!(query_sql(b"SELECT 1\0DROP TABLE x\0").is_err());
         assert!(query_sql(b"\xff\0").is_err());
         assert_eq!(
-            parse_sql(b"s1\0DELETE FROM t\0\0\0").unwrap(),
-            "DELETE FROM t"
+            parse_message(b"s1\0DELETE FROM t\0\0\0").unwrap(),
+            ("s1", "DELETE FROM t")
         );
-        assert!(parse_sql(b"s1\0DELETE FROM t\0\0\x01").is_err());
+        assert_eq!(bind_statement(b"\0s1\0\0\0").unwrap(), "s1");
+        assert!(parse_message(b"s1\0DELETE FROM t\0\0\x01").is_err());
         assert_eq!(&query("SELECT 1")[..], b"Q\0\0\0\x0dSELECT 1\0");
     }
 }
