@@ -5,48 +5,11 @@
 //! (preparing runs nothing). So every execution of a held statement is approved, however
 //! often a prepared statement is reused, and nothing of it reaches the database first.
 
-use super::config::StatementRule;
+use super::batch::{Batch, Matched};
 use super::link::AtReady;
 use super::session::{Session, classify};
 use super::wire::{self, Header, WireError};
-use crate::sql::Statement;
 use tokio::io::AsyncWriteExt;
-
-/// What a rule holds in a statement: the rule, the SQL and its classification.
-#[derive(Clone)]
-pub struct Matched<'r> {
-    pub rule: &'r StatementRule,
-    pub sql: String,
-    pub statements: Vec<Statement>,
-}
-
-/// The messages kept since a held `Parse` or `Bind`, up to `Sync`.
-#[derive(Default)]
-pub struct Batch<'r> {
-    held: Option<Matched<'r>>,
-    bytes: Vec<u8>,
-    executes: bool,
-    /// Statements parsed in `bytes`, and what a rule holds in each (none: it passes).
-    parsed: Vec<(String, Option<Matched<'r>>)>,
-}
-
-impl<'r> Batch<'r> {
-    pub fn is_held(&self) -> bool {
-        self.held.is_some()
-    }
-
-    /// Adds what a held statement of the batch is: the first rule stays, the SQL of all.
-    fn hold(&mut self, matched: &Matched<'r>) {
-        match &mut self.held {
-            None => self.held = Some(matched.clone()),
-            Some(held) => {
-                held.sql.push_str(";\n");
-                held.sql.push_str(&matched.sql);
-                held.statements.extend(matched.statements.iter().cloned());
-            }
-        }
-    }
-}
 
 impl<'a> Session<'a> {
     pub(super) async fn parse(&mut self, header: Header, body: Vec<u8>) -> Result<(), WireError> {

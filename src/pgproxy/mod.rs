@@ -8,6 +8,7 @@
 //! condition: PostgreSQL's own grammar.
 
 mod approval;
+mod batch;
 pub mod config;
 mod extended;
 mod link;

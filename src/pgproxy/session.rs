@@ -5,8 +5,8 @@
 
 use super::Shared;
 use super::approval::{self, Held, Refusal};
+use super::batch::{Batch, Matched};
 use super::config::StatementRule;
-use super::extended::{Batch, Matched};
 use super::link::{AtReady, Link, copy_message};
 use super::wire::{self, Header, Startup, WireError};
 use crate::domain::Requester;

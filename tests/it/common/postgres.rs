@@ -105,13 +105,14 @@ wait "$pid"
             .stderr(Stdio::null())
             .spawn()
             .expect("postgres starts");
+        let server = Self {
+            port,
+            _dir: dir,
+            _child: child,
+        };
         for _ in 0..300 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Self {
-                    port,
-                    _dir: dir,
-                    _child: child,
-                };
+                return server;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
