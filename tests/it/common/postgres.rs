@@ -16,6 +16,9 @@ pub struct PostgresServer {
     _child: Child,
 }
 
+/// `carol`'s password; she alone logs in with SCRAM.
+pub const CAROL_PASSWORD: &str = "correct horse battery staple";
+
 static SERVER: OnceLock<PostgresServer> = OnceLock::new();
 
 /// The directory of PostgreSQL's server binaries (`initdb`, `postgres`): on `PATH`, or
@@ -84,6 +87,13 @@ impl PostgresServer {
             "initdb failed: {}",
             String::from_utf8_lossy(&init.stderr)
         );
+        // Every role logs in without a password but `carol`, who proves hers with SCRAM:
+        // the proxy passes the exchange through and never sees the password.
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhost all carol 127.0.0.1/32 scram-sha-256\nhost all all 127.0.0.1/32 trust\n",
+        )
+        .unwrap();
         let port = super::free_port();
         let script = r#"
 "$0" -D "$1" -p "$2" -k "$1" -c listen_addresses=127.0.0.1 -c fsync=off \
@@ -129,7 +139,7 @@ wait "$pid"
     }
 
     /// A fresh database of its own for one test, with the login roles `alice` and `bob`
-    /// (who may do anything in it).
+    /// (who may do anything in it), and `carol` with the password [`CAROL_PASSWORD`].
     pub async fn database(&self) -> String {
         let name = format!("t{}", ulid::Ulid::new().to_string().to_lowercase());
         let admin = connect(&self.url("postgres", "postgres")).await;
@@ -139,6 +149,11 @@ wait "$pid"
                 .batch_execute(&format!("CREATE ROLE {role} LOGIN SUPERUSER"))
                 .await;
         }
+        let _ = admin
+            .batch_execute(&format!(
+                "SET password_encryption = 'scram-sha-256'; CREATE ROLE carol LOGIN SUPERUSER PASSWORD '{CAROL_PASSWORD}'"
+            ))
+            .await;
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await

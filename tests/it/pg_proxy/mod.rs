@@ -5,6 +5,8 @@
 
 /// The real binary, as an operator runs it: its rules file checked, `psql` through it.
 mod binary;
+/// SCRAM, cancel requests, large results; a client leaving while held.
+mod passthrough;
 /// The wire itself: malformed frames, the extended protocol, transactions.
 mod wire;
 

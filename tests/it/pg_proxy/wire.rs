@@ -124,7 +124,7 @@ fn startup(user: &str, database: &str) -> Vec<u8> {
 }
 
 /// A message: its type, length and body.
-fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+pub(super) fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];
     out.extend(((body.len() + 4) as i32).to_be_bytes());
     out.extend(body);
@@ -132,7 +132,7 @@ fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
 }
 
 /// Connects through the proxy with a raw socket, up to the first `ReadyForQuery`.
-async fn raw_session(s: &Setup) -> tokio::net::TcpStream {
+pub(super) async fn raw_session(s: &Setup) -> tokio::net::TcpStream {
     let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", s.proxy_port))
         .await
         .unwrap();
