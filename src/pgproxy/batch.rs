@@ -2,6 +2,7 @@
 //! what a rule holds in it.
 
 use super::config::StatementRule;
+use super::wire::Param;
 use crate::sql::Statement;
 
 /// What a rule holds in a statement: the rule, the SQL and its classification.
@@ -36,6 +37,23 @@ impl<'r> Batch<'r> {
                 held.sql.push_str(&matched.sql);
                 held.statements.extend(matched.statements.iter().cloned());
             }
+        }
+    }
+
+    /// Adds a `Bind`'s values to what approvers see: `-- $1 = 'ada'` after the SQL.
+    pub fn show_parameters(&mut self, params: &[Param]) {
+        let Some(held) = &mut self.held else { return };
+        if params.is_empty() {
+            return;
+        }
+        held.sql.push_str("\n-- parameters:");
+        for (i, param) in params.iter().enumerate() {
+            let value = match param {
+                Param::Null => "NULL".to_owned(),
+                Param::Text(t) => format!("'{}'", t.replace('\'', "''")),
+                Param::Binary(b) => format!("(binary) {}", hex::encode(b)),
+            };
+            held.sql.push_str(&format!(" ${} = {value}", i + 1));
         }
     }
 }

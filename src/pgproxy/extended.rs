@@ -35,7 +35,7 @@ impl<'a> Session<'a> {
     }
 
     pub(super) async fn bind(&mut self, header: Header, body: Vec<u8>) -> Result<(), WireError> {
-        let statement = wire::bind_statement(&body)?;
+        let (statement, params) = wire::bind_message(&body)?;
         // A statement parsed in this batch is the one bound; else one prepared before.
         let parsed_here = self
             .batch
@@ -52,6 +52,8 @@ impl<'a> Session<'a> {
             self.batch.hold(m);
         }
         if self.batch.is_held() {
+            // Approvers see the values the statement runs with (the digest binds them).
+            self.batch.show_parameters(&params);
             self.keep(header, &body)
         } else {
             self.send_upstream(header, &body).await

@@ -54,7 +54,8 @@ pub async fn read_startup<R: AsyncRead + Unpin>(r: &mut R) -> Result<Startup, Wi
     let code = i32::from_be_bytes(bytes[4..8].try_into().expect("four bytes"));
     match code {
         SSL_REQUEST | GSSENC_REQUEST if len == 8 => Ok(Startup::Encryption),
-        CANCEL_REQUEST if len == 16 => Ok(Startup::Cancel(bytes)),
+        // A 4-byte key in protocol 3.0, up to 256 bytes from 3.2 on.
+        CANCEL_REQUEST if (16..=268).contains(&len) => Ok(Startup::Cancel(bytes)),
         _ if code >> 16 == PROTOCOL_3 >> 16 => {
             let (user, database) = startup_params(&bytes[8..])?;
             Ok(Startup::Start {
@@ -154,11 +155,62 @@ pub fn parse_message(body: &[u8]) -> Result<(&str, &str), WireError> {
     Ok((name, sql))
 }
 
-/// The prepared statement a `Bind` body names (after its portal's name).
-pub fn bind_statement(body: &[u8]) -> Result<&str, WireError> {
+/// One parameter value of a `Bind`, as approvers are shown it.
+#[derive(Debug, PartialEq)]
+pub enum Param {
+    Null,
+    Text(String),
+    /// A value in the binary format, shown in hex.
+    Binary(Vec<u8>),
+}
+
+/// The prepared statement a `Bind` names and its parameter values, its whole structure
+/// checked: a `Bind` the proxy cannot read is refused.
+pub fn bind_message(body: &[u8]) -> Result<(&str, Vec<Param>), WireError> {
+    const BAD: WireError = WireError::Malformed("a Bind of the wrong shape");
     let mut pos = 0;
-    cstr(body, &mut pos).ok_or(WireError::Malformed("a Bind without its portal"))?;
-    cstr(body, &mut pos).ok_or(WireError::Malformed("a Bind without its statement"))
+    cstr(body, &mut pos).ok_or(BAD)?;
+    let statement = cstr(body, &mut pos).ok_or(BAD)?;
+    let i16_at = |pos: &mut usize| -> Result<i16, WireError> {
+        let b = body.get(*pos..*pos + 2).ok_or(BAD)?;
+        *pos += 2;
+        Ok(i16::from_be_bytes([b[0], b[1]]))
+    };
+    let n_formats = usize::try_from(i16_at(&mut pos)?).map_err(|_| BAD)?;
+    let formats = (0..n_formats)
+        .map(|_| i16_at(&mut pos))
+        .collect::<Result<Vec<_>, _>>()?;
+    let n_params = usize::try_from(i16_at(&mut pos)?).map_err(|_| BAD)?;
+    if n_formats > 1 && n_formats != n_params {
+        return Err(BAD);
+    }
+    let mut params = Vec::with_capacity(n_params);
+    for i in 0..n_params {
+        let len = body.get(pos..pos + 4).ok_or(BAD)?;
+        let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        pos += 4;
+        if len == -1 {
+            params.push(Param::Null);
+            continue;
+        }
+        let len = usize::try_from(len).map_err(|_| BAD)?;
+        let value = body.get(pos..pos + len).ok_or(BAD)?;
+        pos += len;
+        let format = match formats.len() {
+            0 => 0,
+            1 => formats[0],
+            _ => formats[i],
+        };
+        params.push(match (format, std::str::from_utf8(value)) {
+            (0, Ok(text)) => Param::Text(text.to_owned()),
+            _ => Param::Binary(value.to_vec()),
+        });
+    }
+    let n_results = usize::try_from(i16_at(&mut pos)?).map_err(|_| BAD)?;
+    if body.len() != pos + 2 * n_results {
+        return Err(BAD);
+    }
+    Ok((statement, params))
 }
 
 /// A NUL-terminated UTF-8 string at `pos`, moving `pos` past it. Text that is not UTF-8
@@ -283,7 +335,14 @@ mod tests {
             parse_message(b"s1\0DELETE FROM t\0\0\0").unwrap(),
             ("s1", "DELETE FROM t")
         );
-        assert_eq!(bind_statement(b"\0s1\0\0\0").unwrap(), "s1");
+        // Portal "", statement s1, one text format, two values (one NULL), no result formats.
+        let bind = b"\0s1\0\0\x01\0\0\0\x02\0\0\0\x03ada\xff\xff\xff\xff\0\0";
+        assert_eq!(
+            bind_message(bind).unwrap(),
+            ("s1", vec![Param::Text("ada".into()), Param::Null])
+        );
+        assert!(bind_message(&bind[..bind.len() - 1]).is_err());
+        assert!(bind_message(b"\0s1\0\0\0\0\x01\0\0\0\x09ada\0\0").is_err());
         assert!(parse_message(b"s1\0DELETE FROM t\0\0\x01").is_err());
         assert_eq!(&query("SELECT 1")[..], b"Q\0\0\0\x0dSELECT 1\0");
     }

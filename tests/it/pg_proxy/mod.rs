@@ -16,6 +16,7 @@ use futures::StreamExt;
 use greenlight::client::Client;
 use greenlight::pgproxy::{PgConfig, PgProxy};
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_postgres::AsyncMessage;
@@ -244,7 +245,49 @@ async fn unparsable_sql_is_held_as_unknown(backend: Backend) {
     assert_eq!(names(&s.direct).await.len(), 3);
 }
 
+/// Every way of hiding a write in what looks like a read, or behind a read, is held as a
+/// whole message; denied, nothing of it runs.
+async fn hidden_writes_are_held_whole(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let s = setup(&app).await;
+    let client = Arc::new(connect(&s.via_proxy).await);
+    for (sql, action) in [
+        ("SELECT count(*) FROM users; DELETE FROM users", "pg.delete"),
+        (
+            "WITH d AS (DELETE FROM users RETURNING *) SELECT * FROM d",
+            "pg.delete",
+        ),
+        ("EXPLAIN ANALYZE DELETE FROM users", "pg.delete"),
+        ("/* just a read */ DELETE FROM public.users", "pg.delete"),
+        ("SELECT * FROM users FOR UPDATE", "pg.select_lock"),
+        ("SELECT 1; DROP TABLE users", "pg.drop_table"),
+        ("DO $$ BEGIN DELETE FROM users; END $$", "pg.do"),
+        ("SELECT * INTO copy_of_users FROM users", "pg.select_into"),
+    ] {
+        let c = client.clone();
+        let held = tokio::spawn(async move { c.simple_query(sql).await });
+        let pending = pending_action(&app).await;
+        assert_eq!(pending["action"], action, "{sql}");
+        assert_eq!(pending["binding"]["preview"], sql);
+        let id = pending["id"].as_str().unwrap();
+        assert_eq!(app.decide(id, "denied").await.status, 200);
+        let e = held.await.unwrap().expect_err(sql);
+        assert_eq!(sqlstate(&e).0, "42501", "{sql}");
+        assert_eq!(names(&s.direct).await.len(), 3, "{sql} ran");
+    }
+    let tables = connect(&s.direct)
+        .await
+        .query(
+            "SELECT 1 FROM pg_tables WHERE tablename = 'copy_of_users'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(tables.is_empty());
+}
+
 on_both_backends!(
+    hidden_writes_are_held_whole,
     reads_pass_and_an_approved_delete_runs_as_sent,
     a_denied_statement_never_runs_and_the_session_goes_on,
     unparsable_sql_is_held_as_unknown,

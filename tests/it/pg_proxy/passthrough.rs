@@ -4,7 +4,6 @@
 
 use super::*;
 use crate::common::postgres::CAROL_PASSWORD;
-use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

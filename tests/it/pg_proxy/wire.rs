@@ -3,7 +3,6 @@
 //! cannot read, which close the connection and never reach the database.
 
 use super::*;
-use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Preparing runs nothing and passes; every execution of a held prepared statement is
@@ -30,9 +29,10 @@ async fn every_execution_of_a_held_prepared_statement_is_held(backend: Backend) 
     let held = tokio::spawn(async move { c.execute(&stmt, &[&"ida", &1i32]).await });
     let action = pending_action(&app).await;
     assert_eq!(action["action"], "pg.update");
+    // The SQL, and the values it runs with (tokio-postgres sends them in binary).
     assert_eq!(
         action["binding"]["preview"],
-        "UPDATE users SET name = $1 WHERE id = $2"
+        "UPDATE users SET name = $1 WHERE id = $2\n-- parameters: $1 = (binary) 696461 $2 = (binary) 00000001"
     );
     assert_eq!(
         app.decide(action["id"].as_str().unwrap(), "denied")
