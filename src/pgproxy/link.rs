@@ -18,7 +18,13 @@ use tokio::sync::{Mutex, oneshot};
 pub struct Link {
     client: Mutex<BufWriter<OwnedWriteHalf>>,
     owed: std::sync::Mutex<VecDeque<AtReady>>,
+    /// The upstream's `BackendKeyData` (process id and secret key), as a `CancelRequest`
+    /// for this session carries it.
+    cancel_key: std::sync::Mutex<Vec<u8>>,
 }
+
+/// The largest `BackendKeyData` body: a process id and a key of at most 256 bytes.
+const MAX_KEY_DATA: usize = 4 + 256;
 
 /// What to do when the upstream's next `ReadyForQuery` arrives.
 #[derive(Default)]
@@ -36,7 +42,12 @@ impl Link {
         Self {
             client: Mutex::new(BufWriter::with_capacity(64 * 1024, client)),
             owed: std::sync::Mutex::default(),
+            cancel_key: std::sync::Mutex::default(),
         }
+    }
+
+    pub fn cancel_key(&self) -> Vec<u8> {
+        self.cancel_key.lock().expect("not poisoned").clone()
     }
 
     /// One more `ReadyForQuery` owed by the upstream.
@@ -82,6 +93,12 @@ impl Link {
                 if let Some(done) = at_ready.done {
                     let _ = done.send(status);
                 }
+            } else if header.tag == b'K' && header.body_len <= MAX_KEY_DATA {
+                let mut key = vec![0; header.body_len];
+                upstream.read_exact(&mut key).await?;
+                client.write_all(&header.bytes()).await?;
+                client.write_all(&key).await?;
+                *self.cancel_key.lock().expect("not poisoned") = key;
             } else {
                 copy_message(header, &mut upstream, &mut *client).await?;
             }

@@ -19,6 +19,7 @@ mod wire;
 pub use config::PgConfig;
 
 use crate::client::Client;
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -36,6 +37,52 @@ struct Shared {
     upstream: String,
     /// One permit per statement held at once.
     held: Semaphore,
+    /// Statements held now, by their session's cancel key.
+    waits: Waits,
+}
+
+/// The held statements a `CancelRequest` can stop: by the session's cancel key.
+#[derive(Default)]
+struct Waits {
+    by_key: std::sync::Mutex<HashMap<Vec<u8>, CancellationToken>>,
+}
+
+/// A registered wait; unregistered on drop.
+struct Wait<'a> {
+    waits: &'a Waits,
+    key: Vec<u8>,
+    token: CancellationToken,
+}
+
+impl Waits {
+    fn register(&self, key: Vec<u8>) -> Wait<'_> {
+        let token = CancellationToken::new();
+        if !key.is_empty() {
+            let mut by_key = self.by_key.lock().expect("not poisoned");
+            by_key.insert(key.clone(), token.clone());
+        }
+        Wait {
+            waits: self,
+            key,
+            token,
+        }
+    }
+
+    fn cancel(&self, key: &[u8]) {
+        if let Some(token) = self.by_key.lock().expect("not poisoned").get(key) {
+            token.cancel();
+        }
+    }
+}
+
+impl Drop for Wait<'_> {
+    fn drop(&mut self) {
+        self.waits
+            .by_key
+            .lock()
+            .expect("not poisoned")
+            .remove(&self.key);
+    }
 }
 
 impl PgProxy {
@@ -47,6 +94,7 @@ impl PgProxy {
                 client,
                 upstream,
                 held,
+                waits: Waits::default(),
             }),
         }
     }

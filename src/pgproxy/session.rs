@@ -32,6 +32,8 @@ pub async fn run(shared: &Shared, client: TcpStream) -> anyhow::Result<()> {
         match wire::read_startup(&mut client_read).await {
             Ok(Startup::Encryption) => link.send(b"N").await?,
             Ok(Startup::Cancel(bytes)) => {
+                // A statement held for this key stops waiting (Ctrl+C in psql).
+                shared.waits.cancel(&bytes[8..]);
                 // The key names the upstream backend, whose BackendKeyData the client got
                 // through us: the upstream checks it.
                 let mut upstream = connect(shared).await?;
@@ -358,8 +360,19 @@ impl Session<'_> {
         let hold = self.shared.config.limits.hold_timeout;
         let decided = approval::decide(client, &held, action, hold);
         let gone = client_gone(&mut self.client);
+        let cancelled = self.shared.waits.register(self.link.cancel_key());
         tokio::select! {
             outcome = decided => Ok(outcome.map(|_| ())),
+            () = cancelled.token.cancelled() => {
+                tracing::info!(action_id = %id, "a cancel request while held; cancelling");
+                if let Err(e) = client.cancel(&id, Some("cancelled by the requester")).await {
+                    tracing::warn!(action_id = %id, error = %e, "cannot cancel the action");
+                }
+                Ok(Err(Refusal {
+                    code: approval::CANCELED,
+                    message: format!("canceling statement due to user request; the approval {id} was cancelled"),
+                }))
+            }
             () = gone => {
                 tracing::info!(action_id = %id, "the client left while held; cancelling");
                 if let Err(e) = client.cancel(&id, Some("the client disconnected")).await {

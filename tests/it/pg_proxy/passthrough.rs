@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::common::postgres::CAROL_PASSWORD;
+use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,4 +104,33 @@ async fn a_client_that_leaves_while_held_cancels_the_action(backend: Backend) {
     assert_eq!(names(&s.direct).await.len(), 3);
 }
 
-on_both_backends!(a_client_that_leaves_while_held_cancels_the_action);
+/// A cancel request (Ctrl+C in `psql`) while a statement is held ends the wait with
+/// `57014` and cancels the action; the statement never runs and the session goes on.
+async fn a_cancel_request_while_held_cancels_the_action(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let s = setup(&app).await;
+    let client = Arc::new(connect(&s.via_proxy).await);
+    let cancel = client.cancel_token();
+    let c = client.clone();
+    let held = tokio::spawn(async move { c.simple_query("DELETE FROM users").await });
+    let action = pending_action(&app).await;
+    cancel.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(10), held)
+        .await
+        .expect("the wait ends")
+        .unwrap()
+        .unwrap_err();
+    let (code, message) = sqlstate(&e);
+    assert_eq!(code, "57014");
+    assert!(message.contains("due to user request"), "{message}");
+    let id = action["id"].as_str().unwrap();
+    assert_eq!(app.get("app", id).await.body["status"], "cancelled");
+    assert_eq!(names(&s.direct).await.len(), 3);
+    let rows = client.query("SELECT 1", &[]).await.unwrap();
+    assert_eq!(rows.len(), 1);
+}
+
+on_both_backends!(
+    a_client_that_leaves_while_held_cancels_the_action,
+    a_cancel_request_while_held_cancels_the_action,
+);
