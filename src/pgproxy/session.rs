@@ -229,7 +229,7 @@ impl Session<'_> {
         let sql = wire::query_sql(&body)?.to_owned();
         let classified = classify(&sql);
         if self.failed_transaction {
-            return self.in_failed_transaction(&classified, header, &body).await;
+            return self.in_failed_transaction(&classified, &sql).await;
         }
         let Some(rule) = classified
             .as_ref()
@@ -260,10 +260,9 @@ impl Session<'_> {
     async fn in_failed_transaction(
         &mut self,
         classified: &Option<Classification>,
-        header: Header,
-        body: &[u8],
+        sql: &str,
     ) -> Result<(), WireError> {
-        let first_word = wire::query_sql(body)?
+        let first_word = sql
             .split_whitespace()
             .next()
             .unwrap_or_default()
@@ -276,7 +275,6 @@ impl Session<'_> {
                     .all(|s| s.kind.as_str() == "transaction")
             }) && matches!(first_word.as_str(), "commit" | "end" | "rollback" | "abort");
         if ends_block {
-            let _ = header;
             self.upstream.write_all(&wire::query("ROLLBACK")).await?;
             self.link.owe(AtReady::default());
             self.failed_transaction = false;
