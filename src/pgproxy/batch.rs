@@ -18,7 +18,6 @@ pub struct Matched<'r> {
 pub struct Batch<'r> {
     pub held: Option<Matched<'r>>,
     pub bytes: Vec<u8>,
-    pub executes: bool,
     /// Statements parsed in `bytes`, and what a rule holds in each (none: it passes).
     pub parsed: Vec<(String, Option<Matched<'r>>)>,
 }

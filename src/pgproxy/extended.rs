@@ -1,9 +1,10 @@
 //! The extended query protocol (`Parse`/`Bind`/`Describe`/`Execute`/`Sync`) on the client
 //! → upstream half. A `Parse` whose SQL a rule holds, or a `Bind` of a prepared statement
-//! whose SQL a rule holds, starts keeping the batch; at `Sync` (or `Flush`), a kept batch
-//! that executes something is held whole, and one that only prepares or describes passes
-//! (preparing runs nothing). So every execution of a held statement is approved, however
-//! often a prepared statement is reused, and nothing of it reaches the database first.
+//! whose SQL a rule holds, starts keeping the batch; at its `Execute`, what was kept is
+//! held whole, and what is kept at `Sync` (or `Flush`) only prepares or describes, and
+//! passes (preparing runs nothing). So every execution of a held statement is approved,
+//! however often a prepared statement is reused, and nothing of it reaches the database
+//! first.
 
 use super::batch::{Batch, Matched};
 use super::link::AtReady;
@@ -31,7 +32,7 @@ impl<'a> Session<'a> {
             self.batch.hold(m);
         }
         self.batch.parsed.push((name, matched));
-        self.keep(header, &body)
+        self.keep(header, &body).await
     }
 
     pub(super) async fn bind(&mut self, header: Header, body: Vec<u8>) -> Result<(), WireError> {
@@ -54,30 +55,76 @@ impl<'a> Session<'a> {
         if self.batch.is_held() {
             // Approvers see the values the statement runs with (the digest binds them).
             self.batch.show_parameters(&params);
-            self.keep(header, &body)
+            self.keep(header, &body).await
         } else {
             self.send_upstream(header, &body).await
         }
     }
 
-    /// Keeps a message of a held batch, within the inspection limit.
-    pub(super) fn keep(&mut self, header: Header, body: &[u8]) -> Result<(), WireError> {
+    /// Keeps a message of a held batch, within the inspection limit; an `Execute` is
+    /// decided at once, with what was kept before it.
+    pub(super) async fn keep(&mut self, header: Header, body: &[u8]) -> Result<(), WireError> {
         let limit = self.shared.config.limits.max_inspected_bytes;
         if self.batch.bytes.len() + 5 + body.len() > limit {
             return Err(WireError::Malformed(
                 "a held batch larger than greenlight pg-proxy keeps (proxy.max_inspected_bytes)",
             ));
         }
-        if header.tag == b'E' {
-            self.batch.executes = true;
-        }
         self.batch.bytes.extend(header.bytes());
         self.batch.bytes.extend(body);
+        if header.tag == b'E' {
+            self.execute().await?;
+        }
         Ok(())
     }
 
-    /// `Sync` or `Flush`: a kept batch that executes is held now, its end in the bytes
-    /// approved.
+    /// Holds the kept messages, which end in an `Execute`. Decided here rather than at
+    /// `Sync`: a client may wait for the answer to an `Execute` without sending more
+    /// (`COPY … FROM STDIN` waits for the server's `CopyInResponse`).
+    async fn execute(&mut self) -> Result<(), WireError> {
+        let held = self.batch.held.take().expect("a kept batch is held");
+        let bytes = std::mem::take(&mut self.batch.bytes);
+        let parsed = std::mem::take(&mut self.batch.parsed);
+        let copies = held.statements.iter().any(|s| s.kind.as_str() == "copy");
+        match self
+            .hold(held.rule, held.sql, &held.statements, &bytes)
+            .await?
+        {
+            Ok(()) => {
+                self.upstream.write_all(&bytes).await?;
+                self.upstream.flush().await?;
+                self.record(parsed);
+                Ok(())
+            }
+            Err(refusal) => {
+                // The rest up to Sync is dropped, as the server drops it after an error.
+                self.discarding = true;
+                let error = wire::error(refusal.code, &refusal.message);
+                if copies {
+                    // A COPY's client waits for the server before it sends more: it is
+                    // told now.
+                    self.link.send(&error).await?;
+                } else {
+                    // Told in its place, before the ReadyForQuery that answers the Sync.
+                    self.pending_error = Some(error);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Statements parsed in forwarded bytes: the server now has them by these names.
+    fn record(&mut self, parsed: Vec<(String, Option<Matched<'a>>)>) {
+        for (name, matched) in parsed {
+            match matched {
+                Some(m) => self.prepared.insert(name, m),
+                None => self.prepared.remove(&name),
+            };
+        }
+    }
+
+    /// `Sync` or `Flush`: what is still kept executes nothing (preparing, describing)
+    /// and passes.
     pub(super) async fn end_batch(&mut self, header: Header) -> Result<(), WireError> {
         if header.body_len != 0 {
             return Err(WireError::Malformed("a Sync or Flush with a body"));
@@ -87,54 +134,29 @@ impl<'a> Session<'a> {
             if sync {
                 self.discarding = false;
                 self.batch = Batch::default();
-                let error = self
-                    .failed_transaction
-                    .then(super::session::in_failed_transaction_error);
+                let error = self.pending_error.take().or_else(|| {
+                    self.failed_transaction
+                        .then(super::session::in_failed_transaction_error)
+                });
                 return self.refuse_with_sync(error).await;
+            }
+            if let Some(error) = self.pending_error.take() {
+                // Flush: the client waits for what it sent so far.
+                self.link.send(&error).await?;
             }
             return Ok(());
         }
-        let Some(held) = self.batch.held.clone() else {
-            self.upstream.write_all(&header.bytes()).await?;
-            if sync {
-                self.link.owe(AtReady::default());
-            }
-            return Ok(());
-        };
-        let mut bytes = std::mem::take(&mut self.batch.bytes);
-        bytes.extend(header.bytes());
+        let bytes = std::mem::take(&mut self.batch.bytes);
         let parsed = std::mem::take(&mut self.batch.parsed);
-        let executes = std::mem::take(&mut self.batch.executes);
         if sync {
             self.batch = Batch::default();
         }
-        if executes {
-            let verdict = self
-                .hold(held.rule, held.sql, &held.statements, &bytes)
-                .await?;
-            if let Err(refusal) = verdict {
-                let error = wire::error(refusal.code, &refusal.message);
-                self.batch = Batch::default();
-                if sync {
-                    return self.refuse_with_sync(Some(error)).await;
-                }
-                // The client waits for an answer now; the rest up to its Sync is
-                // dropped, as the server drops it after an error.
-                self.link.send(&error).await?;
-                self.discarding = true;
-                return Ok(());
-            }
-        }
         self.upstream.write_all(&bytes).await?;
+        self.upstream.write_all(&header.bytes()).await?;
         if sync {
             self.link.owe(AtReady::default());
         }
-        for (name, matched) in parsed {
-            match matched {
-                Some(m) => self.prepared.insert(name, m),
-                None => self.prepared.remove(&name),
-            };
-        }
+        self.record(parsed);
         Ok(())
     }
 }

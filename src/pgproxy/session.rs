@@ -87,6 +87,7 @@ pub async fn run(shared: &Shared, client: TcpStream) -> anyhow::Result<()> {
         batch: Batch::default(),
         prepared: HashMap::new(),
         discarding: false,
+        pending_error: None,
         failed_transaction: false,
     };
     // Either half ending ends the session: the other is dropped with its socket.
@@ -128,6 +129,8 @@ pub(super) struct Session<'a> {
     /// A held batch ended by `Flush` was refused: the rest up to `Sync` is dropped, as
     /// PostgreSQL drops it after an error.
     pub(super) discarding: bool,
+    /// The refusal of a held `Execute`, told at the `Sync` (or `Flush`) that ends it.
+    pub(super) pending_error: Option<Vec<u8>>,
     /// A statement was refused inside a transaction block: as in PostgreSQL, nothing runs
     /// until the block ends.
     pub(super) failed_transaction: bool,
@@ -170,7 +173,7 @@ impl Session<'_> {
                 }
                 b'D' | b'E' | b'C' if held_batch => {
                     let body = self.read_inspected(header).await?;
-                    self.keep(header, &body)?;
+                    self.keep(header, &body).await?;
                 }
                 b'F' => {
                     // The fast-path function call runs a function by its OID, with no SQL

@@ -130,7 +130,56 @@ async fn a_cancel_request_while_held_cancels_the_action(backend: Backend) {
     assert_eq!(rows.len(), 1);
 }
 
+/// `COPY … FROM STDIN` and `COPY … TO STDOUT` are held like any write (a rule's `copy`
+/// kind); once approved, their data streams both ways.
+async fn copy_streams_both_ways_once_approved(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let s = setup(&app).await;
+    let client = Arc::new(connect(&s.via_proxy).await);
+    let c = client.clone();
+    let copy_in = tokio::spawn(async move {
+        let sink = c
+            .copy_in::<_, bytes::Bytes>("COPY users FROM STDIN")
+            .await?;
+        let rows: String = (10..20_010).map(|i| format!("{i}\tuser{i}\n")).collect();
+        futures::pin_mut!(sink);
+        futures::SinkExt::send(&mut sink, bytes::Bytes::from(rows)).await?;
+        sink.finish().await
+    });
+    let action = pending_action(&app).await;
+    assert_eq!(action["action"], "pg.copy");
+    assert_eq!(
+        app.decide(action["id"].as_str().unwrap(), "approved")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(copy_in.await.unwrap().unwrap(), 20_000);
+    assert_eq!(names(&s.direct).await.len(), 20_003);
+
+    let c = client.clone();
+    let copy_out = tokio::spawn(async move {
+        let stream = c.copy_out("COPY users TO STDOUT").await?;
+        futures::pin_mut!(stream);
+        let mut all = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            all.extend_from_slice(&chunk?);
+        }
+        Ok::<_, tokio_postgres::Error>(all)
+    });
+    let action = pending_action(&app).await;
+    assert_eq!(
+        app.decide(action["id"].as_str().unwrap(), "approved")
+            .await
+            .status,
+        200
+    );
+    let out = copy_out.await.unwrap().unwrap();
+    assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 20_003);
+}
+
 on_both_backends!(
+    copy_streams_both_ways_once_approved,
     a_client_that_leaves_while_held_cancels_the_action,
     a_cancel_request_while_held_cancels_the_action,
 );
