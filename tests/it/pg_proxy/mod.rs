@@ -55,6 +55,10 @@ struct Setup {
 }
 
 async fn setup(app: &TestApp) -> Setup {
+    setup_with(app, RULES).await
+}
+
+async fn setup_with(app: &TestApp, rules: &str) -> Setup {
     let pg = PostgresServer::get();
     let database = pg.database().await;
     let direct = pg.url("postgres", &database);
@@ -66,7 +70,7 @@ async fn setup(app: &TestApp) -> Setup {
         )
         .await
         .unwrap();
-    let config = PgConfig::parse(RULES).unwrap();
+    let config = PgConfig::parse(rules).unwrap();
     let client = Client::new(&app.base, "app", app.secret("app"));
     let proxy = PgProxy::new(config, client, format!("127.0.0.1:{}", pg.port));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -286,7 +290,30 @@ async fn hidden_writes_are_held_whole(backend: Backend) {
     assert!(tables.is_empty());
 }
 
+/// No decision within `hold_timeout`: `57014`, nothing ran, the action stays pending for
+/// approvers and the session goes on.
+async fn no_decision_in_time_cancels_the_statement(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let rules = RULES.replace("hold_timeout = \"20s\"", "hold_timeout = \"1s\"");
+    let s = setup_with(&app, &rules).await;
+    let client = connect(&s.via_proxy).await;
+    let e = client
+        .batch_execute("DELETE FROM users WHERE id = 1")
+        .await
+        .unwrap_err();
+    let (code, message) = sqlstate(&e);
+    assert_eq!(code, "57014");
+    assert!(
+        message.contains("no decision on DELETE on users within 1s"),
+        "{message}"
+    );
+    assert_eq!(names(&s.direct).await.len(), 3);
+    assert_eq!(app.service.pending(10).await.unwrap().len(), 1);
+    client.batch_execute("SELECT 1").await.unwrap();
+}
+
 on_both_backends!(
+    no_decision_in_time_cancels_the_statement,
     hidden_writes_are_held_whole,
     reads_pass_and_an_approved_delete_runs_as_sent,
     a_denied_statement_never_runs_and_the_session_goes_on,
