@@ -312,7 +312,27 @@ async fn no_decision_in_time_cancels_the_statement(backend: Backend) {
     client.batch_execute("SELECT 1").await.unwrap();
 }
 
+/// A database user the rules file maps to no person cannot be told apart from the
+/// approvers: Greenlight refuses to ask (the policy forbids self-approval), and the
+/// statement is refused without running.
+async fn an_unrecognisable_requester_is_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let s = setup(&app).await;
+    let as_bob = s.via_proxy.replace("user=alice", "user=bob");
+    let client = connect(&as_bob).await;
+    let e = client.batch_execute("DELETE FROM users").await.unwrap_err();
+    let (code, message) = sqlstate(&e);
+    assert_eq!(code, "42501");
+    assert!(
+        message.contains("Greenlight refused to ask about DELETE on users"),
+        "{message}"
+    );
+    assert!(app.service.pending(10).await.unwrap().is_empty());
+    assert_eq!(names(&s.direct).await.len(), 3);
+}
+
 on_both_backends!(
+    an_unrecognisable_requester_is_refused,
     no_decision_in_time_cancels_the_statement,
     hidden_writes_are_held_whole,
     reads_pass_and_an_approved_delete_runs_as_sent,
