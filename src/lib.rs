@@ -13,6 +13,7 @@ pub mod http;
 pub mod metrics;
 pub mod notify;
 pub mod outbound;
+pub mod pgproxy;
 pub mod policy;
 pub mod proxy;
 pub mod reload;

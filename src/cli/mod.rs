@@ -5,6 +5,7 @@ mod access;
 pub mod audit;
 mod commands;
 mod gate;
+mod pg_proxy;
 mod policy;
 mod progress;
 mod proxy;
@@ -83,6 +84,9 @@ enum Command {
     /// Reverse proxy in front of an HTTP API: requests matching routes.toml wait for approval.
     #[command(after_help = CLIENT_ENV)]
     Proxy(proxy::ProxyArgs),
+    /// PostgreSQL wire proxy: statements matching the rules file wait for approval.
+    #[command(after_help = CLIENT_ENV)]
+    PgProxy(pg_proxy::PgProxyArgs),
     /// List pending actions with their ids (all of them for an admin or auditor client,
     /// the client's own otherwise).
     #[command(after_help = CLIENT_ENV)]
@@ -264,6 +268,7 @@ pub fn main() -> ExitCode {
         Command::Access(cmd) => runtime().block_on(cmd.run()),
         Command::Gate(args) => runtime().block_on(gate::run(args)),
         Command::Proxy(args) => args.run(),
+        Command::PgProxy(args) => args.run(),
     }
 }
 

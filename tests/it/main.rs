@@ -32,6 +32,7 @@ mod middleware;
 mod notify;
 mod oncall;
 mod openapi;
+mod pg_proxy;
 mod proxy;
 mod quickstart;
 mod reload;

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod pagerduty;
+pub mod postgres;
 pub mod process;
 pub mod python;
 pub mod slack;
