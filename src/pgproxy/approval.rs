@@ -51,7 +51,8 @@ impl Held<'_> {
         format!("postgres://{}@{}", self.user, self.database)
     }
 
-    fn request(&self) -> ActionRequest {
+    /// What Greenlight is asked: the rule's rendered action and resource, the requester.
+    pub fn request(&self) -> ActionRequest {
         let vars = Vars {
             sql_kind: &self.kind,
             sql_tables: &self.tables,

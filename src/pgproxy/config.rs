@@ -19,6 +19,9 @@ pub struct PgConfig {
     /// Startup `user` → the person Greenlight is told about.
     pub requesters: BTreeMap<String, Requester>,
     pub statements: Vec<StatementRule>,
+    /// `[audit] statements = "all"`: every statement that passes is written to the
+    /// proxy's log too (Greenlight has no audit entry a client writes).
+    pub audit_all: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -123,6 +126,17 @@ impl PgConfig {
             (at, e.message().to_owned())
         })?;
         let limits = limits(raw.proxy).map_err(|(at, e)| (line(at), e))?;
+        let audit_all = match raw.audit.statements {
+            None => false,
+            Some(s) => match s.get_ref().as_str() {
+                "held" => false,
+                "all" => true,
+                other => {
+                    let e = format!("audit.statements: `{other}` is not \"held\" or \"all\"");
+                    return Err((line(s.span().start), e));
+                }
+            },
+        };
         let requesters = raw
             .requester
             .map
@@ -147,6 +161,7 @@ impl PgConfig {
             limits,
             requesters,
             statements,
+            audit_all,
         })
     }
 }
@@ -160,6 +175,8 @@ struct Raw {
     proxy: RawLimits,
     #[serde(default)]
     requester: RawRequester,
+    #[serde(default)]
+    audit: RawAudit,
     #[serde(default, rename = "statement")]
     statements: Vec<RawStatement>,
 }
@@ -170,6 +187,12 @@ struct RawLimits {
     hold_timeout: Option<Spanned<String>>,
     max_inspected_bytes: Option<Spanned<usize>>,
     max_held: Option<Spanned<usize>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    statements: Option<Spanned<String>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -348,5 +371,17 @@ mod tests {
         assert!(e.contains("tables"), "{e}");
         let (_, e) = err("[requester]\nmap = { alice = { mail = \"a@b\" } }\n");
         assert!(e.contains("mail"), "{e}");
+        let (line, e) = err("\n[audit]\nstatements = \"some\"\n");
+        assert_eq!(line, 3, "{e}");
+        assert!(e.contains("audit.statements"), "{e}");
+    }
+
+    #[test]
+    fn only_held_statements_are_recorded_unless_the_rules_say_all() {
+        assert!(!PgConfig::parse("").unwrap().audit_all);
+        let held = PgConfig::parse("[audit]\nstatements = \"held\"\n").unwrap();
+        assert!(!held.audit_all);
+        let all = PgConfig::parse("[audit]\nstatements = \"all\"\n").unwrap();
+        assert!(all.audit_all);
     }
 }

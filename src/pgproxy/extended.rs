@@ -8,7 +8,8 @@
 
 use super::batch::{Batch, Matched};
 use super::link::AtReady;
-use super::session::{Session, classify};
+use super::session::{FEATURE_NOT_SUPPORTED, Session, classify};
+use super::window::{self, GrantSetting};
 use super::wire::{self, Header, WireError};
 use tokio::io::AsyncWriteExt;
 
@@ -16,7 +17,24 @@ impl<'a> Session<'a> {
     pub(super) async fn parse(&mut self, header: Header, body: Vec<u8>) -> Result<(), WireError> {
         let (name, sql) = wire::parse_message(&body)?;
         let (name, sql) = (name.to_owned(), sql.to_owned());
-        let matched = classify(&sql).and_then(|c| {
+        let classified = classify(&sql);
+        match window::grant_setting(&sql, classified.as_ref()) {
+            GrantSetting::Untouched => {}
+            GrantSetting::ResetsAll => self.grant = None,
+            // The grant is set with the simple protocol only: never forwarded, refused
+            // like an error in the batch (the rest up to Sync is dropped).
+            GrantSetting::Set(_) | GrantSetting::Reset | GrantSetting::Refused(_) => {
+                self.discarding = true;
+                self.pending_error = Some(wire::error(
+                    FEATURE_NOT_SUPPORTED,
+                    "greenlight.grant is set with a simple query (SET greenlight.grant = '…'), \
+                     not a prepared statement",
+                ));
+                return Ok(());
+            }
+        }
+        let audit = self.shared.config.audit_all.then(|| sql.clone());
+        let matched = classified.and_then(|c| {
             let rule = self.shared.config.rule_for(&c)?;
             Some(Matched {
                 rule,
@@ -25,6 +43,9 @@ impl<'a> Session<'a> {
             })
         });
         if !self.batch.is_held() && matched.is_none() {
+            if let Some(sql) = audit {
+                self.passed(&sql);
+            }
             self.prepared.remove(&name);
             return self.send_upstream(header, &body).await;
         }

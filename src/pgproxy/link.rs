@@ -29,8 +29,10 @@ const MAX_KEY_DATA: usize = 4 + 256;
 /// What to do when the upstream's next `ReadyForQuery` arrives.
 #[derive(Default)]
 pub struct AtReady {
-    /// An `ErrorResponse` to send first.
+    /// An `ErrorResponse` (or the proxy's own `CommandComplete`) to send first.
     pub error: Option<Vec<u8>>,
+    /// Sent instead of `error` when the upstream says the transaction block has failed.
+    pub if_failed: Option<Vec<u8>>,
     /// The exchange failed: inside a transaction block the client is told `E` (failed).
     pub failed: bool,
     /// Told the status the client was given.
@@ -81,8 +83,12 @@ impl Link {
                     .expect("not poisoned")
                     .pop_front()
                     .unwrap_or_default();
-                if let Some(error) = &at_ready.error {
-                    client.write_all(error).await?;
+                let first = match &at_ready.if_failed {
+                    Some(instead) if status == b'E' => Some(instead),
+                    _ => at_ready.error.as_ref(),
+                };
+                if let Some(first) = first {
+                    client.write_all(first).await?;
                 }
                 let status = if at_ready.failed && status != b'I' {
                     b'E'

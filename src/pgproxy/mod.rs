@@ -14,11 +14,13 @@ mod extended;
 mod link;
 mod session;
 mod template;
+mod window;
 mod wire;
 
 pub use config::PgConfig;
 
 use crate::client::Client;
+use crate::middleware::Holder;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -33,6 +35,8 @@ pub struct PgProxy {
 struct Shared {
     config: PgConfig,
     client: Client,
+    /// Lets a statement through on a session's access window (`SET greenlight.grant`).
+    holder: Holder,
     /// `HOST:PORT` of the database.
     upstream: String,
     /// One permit per statement held at once.
@@ -88,9 +92,11 @@ impl Drop for Wait<'_> {
 impl PgProxy {
     pub fn new(config: PgConfig, client: Client, upstream: String) -> Self {
         let held = Semaphore::new(config.limits.max_held);
+        let holder = Holder::new(client.clone(), config.limits.hold_timeout);
         Self {
             shared: Arc::new(Shared {
                 config,
+                holder,
                 client,
                 upstream,
                 held,

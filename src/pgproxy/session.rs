@@ -8,6 +8,7 @@ use super::approval::{self, Held, Refusal};
 use super::batch::{Batch, Matched};
 use super::config::StatementRule;
 use super::link::{AtReady, Link, copy_message};
+use super::window::{self, GrantSetting};
 use super::wire::{self, Header, Startup, WireError};
 use crate::domain::Requester;
 use crate::sql::{Classification, Dialect, Kind, SqlError, Statement};
@@ -20,6 +21,8 @@ use tokio::sync::oneshot;
 
 /// SQLSTATE `protocol_violation`.
 const PROTOCOL_VIOLATION: &str = "08P01";
+/// SQLSTATE `feature_not_supported`.
+pub(super) const FEATURE_NOT_SUPPORTED: &str = "0A000";
 /// SQLSTATE `in_failed_sql_transaction`.
 const IN_FAILED_TRANSACTION: &str = "25P02";
 
@@ -89,6 +92,7 @@ pub async fn run(shared: &Shared, client: TcpStream) -> anyhow::Result<()> {
         discarding: false,
         pending_error: None,
         failed_transaction: false,
+        grant: None,
     };
     // Either half ending ends the session: the other is dropped with its socket.
     tokio::select! {
@@ -134,6 +138,8 @@ pub(super) struct Session<'a> {
     /// A statement was refused inside a transaction block: as in PostgreSQL, nothing runs
     /// until the block ends.
     pub(super) failed_transaction: bool,
+    /// The access window's grant the session offers (`SET greenlight.grant`).
+    pub(super) grant: Option<String>,
 }
 
 impl Session<'_> {
@@ -234,10 +240,23 @@ impl Session<'_> {
         if self.failed_transaction {
             return self.in_failed_transaction(&classified, &sql).await;
         }
+        match window::grant_setting(&sql, classified.as_ref()) {
+            GrantSetting::Untouched => {}
+            GrantSetting::ResetsAll => self.grant = None,
+            GrantSetting::Set(token) => return self.set_grant(Some(token), "SET").await,
+            GrantSetting::Reset => return self.set_grant(None, "RESET").await,
+            GrantSetting::Refused(why) => {
+                let error = wire::error(FEATURE_NOT_SUPPORTED, why);
+                return self.refuse_with_sync(Some(error)).await;
+            }
+        }
         let Some(rule) = classified
             .as_ref()
             .and_then(|c| self.shared.config.rule_for(c))
         else {
+            if self.shared.config.audit_all {
+                self.passed(&sql);
+            }
             self.send_upstream(header, &body).await?;
             self.link.owe(AtReady::default());
             return Ok(());
@@ -256,6 +275,35 @@ impl Session<'_> {
                 self.refuse_with_sync(Some(error)).await
             }
         }
+    }
+
+    /// Answers a `SET`/`RESET` of `greenlight.grant` here, never forwarding it: a lone
+    /// `Sync` goes upstream, so that the answer carries the session's transaction status.
+    /// Inside a failed transaction block it is refused (`25P02`) and changes nothing, as
+    /// PostgreSQL refuses any `SET` there.
+    async fn set_grant(&mut self, grant: Option<String>, tag: &str) -> Result<(), WireError> {
+        let (done, status) = oneshot::channel();
+        self.link.owe(AtReady {
+            error: Some(wire::command_complete(tag)),
+            if_failed: Some(in_failed_transaction_error()),
+            failed: false,
+            done: Some(done),
+        });
+        self.upstream.write_all(&wire::SYNC).await?;
+        self.upstream.flush().await?;
+        if let Ok(status) = status.await
+            && status != b'E'
+        {
+            tracing::info!(user = %self.user, offered = grant.is_some(), "greenlight.grant {tag}");
+            self.grant = grant;
+        }
+        Ok(())
+    }
+
+    /// With `[audit] statements = "all"`: a statement that passed, in the proxy's log.
+    pub(super) fn passed(&self, sql: &str) {
+        tracing::info!(target: "greenlight::pgproxy::audit", user = %self.user,
+            database = %self.database, sql, "statement passed");
     }
 
     /// After a refusal inside a transaction block: only ending the block runs, and it rolls
@@ -299,6 +347,7 @@ impl Session<'_> {
             error,
             failed: true,
             done: Some(done),
+            ..AtReady::default()
         });
         self.upstream.write_all(&wire::SYNC).await?;
         self.upstream.flush().await?;
@@ -330,6 +379,15 @@ impl Session<'_> {
             requester: self.requester.clone(),
             bytes,
         };
+        // A window's grant the session offers lets it through with no new approval, when
+        // Greenlight counts one use of it for this very action, resource and requester.
+        if let Some(token) = &self.grant
+            && let Some(pass) = self.shared.holder.window_pass(token, &held.request()).await
+        {
+            tracing::info!(rule = %rule.name, user = %self.user, what = %held.describe(),
+                window = %pass.claims().aid, uses = pass.uses(), "passed on an access window");
+            return Ok(Ok(()));
+        }
         let Ok(_permit) = self.shared.held.try_acquire() else {
             return Ok(Err(Refusal {
                 code: "53300",

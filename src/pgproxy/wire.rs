@@ -266,6 +266,19 @@ pub fn ready(status: u8) -> Vec<u8> {
     vec![b'Z', 0, 0, 0, 5, status]
 }
 
+/// `CommandComplete` with `tag` (`SET`, `RESET`).
+pub fn command_complete(tag: &str) -> Vec<u8> {
+    let mut out = Header {
+        tag: b'C',
+        body_len: tag.len() + 1,
+    }
+    .bytes()
+    .to_vec();
+    out.extend(tag.as_bytes());
+    out.push(0);
+    out
+}
+
 /// A `Sync` message.
 pub const SYNC: [u8; 5] = [b'S', 0, 0, 0, 4];
 
