@@ -142,4 +142,63 @@ async fn psql_through_the_binary_sees_approvals_and_denials(backend: Backend) {
     assert_eq!(names(&s.direct).await, ["grace", "edsger"]);
 }
 
-on_both_backends!(psql_through_the_binary_sees_approvals_and_denials);
+/// `[audit] statements = "all"`: every statement that passed is in the proxy's log, as
+/// JSON; `SET greenlight.grant` from `psql` is answered by the proxy, and the grant it
+/// carries shows nowhere in the log.
+async fn with_audit_all_passed_statements_are_in_the_log(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let s = setup(&app).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::common::free_port();
+    let rules = format!("{RULES}\n[audit]\nstatements = \"all\"\n");
+    let mut child = command(&app, &rules, &dir, port)
+        .env("RUST_LOG", "info")
+        .env("GREENLIGHT_LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut started = false;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            started = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(started, "greenlight pg-proxy did not start");
+    let (ok, out, err) = psql(port, &s.database, "SELECT name FROM users WHERE id = 1").await;
+    assert!(ok, "{err}");
+    assert!(out.contains("ada"), "{out}");
+    let (ok, out, err) = psql(port, &s.database, "SET greenlight.grant = 'not-a-grant-x1'").await;
+    assert!(ok, "{err}");
+    assert!(out.contains("SET"), "{out}");
+
+    child.start_kill().unwrap();
+    let output = child.wait_with_output().await.unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let passed: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["message"] == "statement passed")
+        .collect();
+    assert!(
+        passed
+            .iter()
+            .any(|l| l["sql"] == "SELECT name FROM users WHERE id = 1" && l["user"] == "alice"),
+        "{log}"
+    );
+    assert!(!log.contains("not-a-grant-x1"), "{log}");
+}
+
+on_both_backends!(
+    psql_through_the_binary_sees_approvals_and_denials,
+    with_audit_all_passed_statements_are_in_the_log,
+);

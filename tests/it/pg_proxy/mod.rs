@@ -7,6 +7,8 @@
 mod binary;
 /// SCRAM, cancel requests, large results; a client leaving while held.
 mod passthrough;
+/// Access windows: `SET greenlight.grant` in a session.
+mod window;
 /// The wire itself: malformed frames, the extended protocol, transactions.
 mod wire;
 
