@@ -54,11 +54,12 @@ pub fn grant_setting(sql: &str, classified: Option<&Classification>) -> GrantSet
     let Some(parsed) = parse(sql) else {
         // `GRANT` is a reserved word: PostgreSQL reads `greenlight.grant` only quoted
         // (`greenlight."grant"`). The unquoted spelling, which PostgreSQL would refuse,
-        // is read as the quoted one; anything else that names it and does not parse is
-        // refused.
+        // is read as the quoted one; anything else that may name it and does not parse
+        // is refused. SQL that does not parse and names no `greenlight` stays an
+        // ordinary text of kind `unknown`, held as such.
         let lower = sql.to_ascii_lowercase();
         let Some(at) = lower.find(SETTING) else {
-            return if lower.contains("grant") {
+            return if lower.contains("greenlight") {
                 GrantSetting::Refused("a statement naming greenlight.grant that does not parse")
             } else {
                 GrantSetting::Untouched
@@ -157,9 +158,21 @@ fn token(args: &[pg_query::Node]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sql::{Dialect, Kind, SqlError, Statement};
 
+    /// As the session classifies a text: one `unknown` statement when it does not parse.
     fn setting(sql: &str) -> GrantSetting {
-        let classified = crate::pgproxy::session::classify(sql);
+        let classified = match crate::sql::classify(sql, Dialect::Postgres) {
+            Ok(c) => Some(c),
+            Err(SqlError::Empty) => None,
+            Err(_) => Some(Classification {
+                statements: vec![Statement {
+                    kind: Kind::unknown(),
+                    ddl: true,
+                    tables: Default::default(),
+                }],
+            }),
+        };
         grant_setting(sql, classified.as_ref())
     }
 
@@ -209,6 +222,7 @@ mod tests {
             "SELECT current_setting('greenlight.grant')",
             "DELETE FROM users",
             "DISCARD PLANS",
+            "GRANT SELECT ON users TO",
             "",
         ] {
             assert_eq!(setting(sql), GrantSetting::Untouched, "{sql}");
