@@ -5,8 +5,10 @@ use crate::client::Client;
 use crate::proxy::{Proxy, ProxyConfig};
 use crate::telemetry::LogFormat;
 use clap::Args;
+use std::fmt::Display;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Args)]
@@ -36,38 +38,66 @@ pub struct ProxyArgs {
 
 impl ProxyArgs {
     pub fn run(self) -> ExitCode {
-        crate::telemetry::init(self.log_format);
-        let fail = |e: String| {
-            tracing::error!("{e}");
-            eprintln!("greenlight proxy: {e}");
-            ExitCode::from(exit::ERROR)
-        };
-        let config = match ProxyConfig::load(&self.routes) {
-            Ok(c) => c,
-            Err(e) => return fail(format!("{e:#}")),
-        };
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("a tokio runtime");
-        runtime.block_on(async move {
-            let client = match Client::from_env() {
-                Ok(c) => c,
-                Err(e) => return fail(e.to_string()),
-            };
-            let listener = match tokio::net::TcpListener::bind(&self.listen).await {
-                Ok(l) => l,
-                Err(e) => return fail(format!("cannot listen on {}: {e}", self.listen)),
-            };
-            let routes = config.routes.len();
-            let proxy = Proxy::new(config, client, self.upstream.clone());
-            let shutdown = CancellationToken::new();
-            tokio::spawn(crate::app::stop_on_signal(shutdown.clone()));
-            tracing::info!(listen = %self.listen, upstream = %self.upstream, routes, "greenlight proxy listening");
-            match proxy.serve(listener, shutdown).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(format!("proxy failed: {e}")),
-            }
-        })
+        let upstream = self.upstream.clone();
+        let listen = self.listen.clone();
+        serve(
+            "proxy",
+            self.log_format,
+            &self.listen,
+            || ProxyConfig::load(&self.routes).map_err(|e| format!("{e:#}")),
+            |config, client, listener, shutdown| async move {
+                let routes = config.routes.len();
+                let proxy = Proxy::new(config, client, upstream.clone());
+                tracing::info!(%listen, %upstream, routes, "greenlight proxy listening");
+                proxy.serve(listener, shutdown).await
+            },
+        )
     }
+}
+
+/// What `greenlight proxy` and `greenlight pg-proxy` share: logging set up first, then
+/// `load` (the routes or rules: an error exits 1 before anything listens), a Greenlight
+/// client from the environment, the listener on `listen`, and `run` serving until
+/// SIGTERM or SIGINT.
+pub(super) fn serve<C, E, F>(
+    command: &str,
+    log_format: LogFormat,
+    listen: &str,
+    load: impl FnOnce() -> Result<C, String>,
+    run: impl FnOnce(C, Client, TcpListener, CancellationToken) -> F,
+) -> ExitCode
+where
+    F: Future<Output = Result<(), E>>,
+    E: Display,
+{
+    crate::telemetry::init(log_format);
+    let fail = |e: String| {
+        tracing::error!("{e}");
+        eprintln!("greenlight {command}: {e}");
+        ExitCode::from(exit::ERROR)
+    };
+    let config = match load() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async move {
+        let client = match Client::from_env() {
+            Ok(c) => c,
+            Err(e) => return fail(e.to_string()),
+        };
+        let listener = match TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => return fail(format!("cannot listen on {listen}: {e}")),
+        };
+        let shutdown = CancellationToken::new();
+        tokio::spawn(crate::app::stop_on_signal(shutdown.clone()));
+        match run(config, client, listener, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(format!("{command} failed: {e}")),
+        }
+    })
 }
