@@ -4,9 +4,10 @@
 //! in force.
 
 use crate::audit::entries_until;
-use crate::common::slack::{FakeSlack, block_action, interaction_body, signed_slack_headers};
+use crate::common::slack::{block_action, interaction_body, signed_slack_headers};
 use crate::common::{
     AppOptions, Backend, POLICY, Resp, SLACK_SIGNING_SECRET, TestApp, request, spawn_app_with,
+    spawn_with_slack,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -421,16 +422,7 @@ async fn access_lists_the_windows_in_force(backend: Backend) {
 
 /// A window is approved in Slack like any other action; the approval starts it.
 async fn a_window_is_approved_in_slack(backend: Backend) {
-    let slack = FakeSlack::start().await;
-    let app = spawn_app_with(
-        backend,
-        AppOptions {
-            policy: policy(),
-            slack_api_base: Some(slack.base.clone()),
-            ..Default::default()
-        },
-    )
-    .await;
+    let (app, slack) = spawn_with_slack(backend, policy()).await;
     let mut body = window("db.*", "postgres://prod/*", 1800);
     body["audience"] = "other".into();
     let r = app.create(&body).await;

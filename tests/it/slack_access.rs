@@ -6,7 +6,7 @@
 use crate::audit::entries_until;
 use crate::common::slack::{FakeSlack, block_action, interaction_body, signed_slack_headers};
 use crate::common::{
-    AppOptions, Backend, POLICY, Resp, SLACK_SIGNING_SECRET, TestApp, request, spawn_app_with,
+    Backend, POLICY, Resp, SLACK_SIGNING_SECRET, TestApp, request, spawn_with_slack,
 };
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -43,16 +43,7 @@ struct WindowTest {
 }
 
 async fn setup(backend: Backend) -> WindowTest {
-    let slack = FakeSlack::start().await;
-    let app = spawn_app_with(
-        backend,
-        AppOptions {
-            policy: policy(),
-            slack_api_base: Some(slack.base.clone()),
-            ..Default::default()
-        },
-    )
-    .await;
+    let (app, slack) = spawn_with_slack(backend, policy()).await;
     WindowTest { app, slack }
 }
 

@@ -311,6 +311,21 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, AppOptions::default()).await
 }
 
+/// A server under `policy` with Slack on, talking to a fake Slack started for it.
+pub async fn spawn_with_slack(backend: Backend, policy: String) -> (TestApp, slack::FakeSlack) {
+    let slack = slack::FakeSlack::start().await;
+    let app = spawn_app_with(
+        backend,
+        AppOptions {
+            policy,
+            slack_api_base: Some(slack.base.clone()),
+            ..Default::default()
+        },
+    )
+    .await;
+    (app, slack)
+}
+
 pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let policy_file = dir.path().join("policy.toml");

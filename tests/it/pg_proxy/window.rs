@@ -5,8 +5,8 @@
 //! same grant, a revoked window, or a reset grant are held as before.
 
 use super::*;
+use crate::common::POLICY;
 use crate::common::slack::FakeSlack;
-use crate::common::{AppOptions, POLICY, spawn_app_with};
 use crate::proxy::window::{approved_window, slack_posted, uses_audited};
 use serde_json::json;
 
@@ -20,23 +20,13 @@ fn rules() -> String {
 
 /// Greenlight with Slack (the fake's), under a policy whose `pg.*` rule allows windows.
 async fn spawn_with_windows(backend: Backend) -> (TestApp, FakeSlack) {
-    let slack = FakeSlack::start().await;
     let policy = POLICY.replacen(
         "[[rule]]",
         "[[rule]]\nname = \"database-access\"\nmatch = { action = \"pg.*\" }\n\
          decision = \"require\"\nmax_window = \"1h\"\n\n[[rule]]",
         1,
     );
-    let app = spawn_app_with(
-        backend,
-        AppOptions {
-            policy,
-            slack_api_base: Some(slack.base.clone()),
-            ..Default::default()
-        },
-    )
-    .await;
-    (app, slack)
+    crate::common::spawn_with_slack(backend, policy).await
 }
 
 /// What the database itself holds for `greenlight.grant` on the session's own connection:

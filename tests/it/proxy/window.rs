@@ -33,17 +33,7 @@ max_window = "1h"
 
 /// A Greenlight with Slack on (the fake's), under [`policy`].
 pub(crate) async fn spawn_with_slack(backend: Backend) -> (TestApp, FakeSlack) {
-    let slack = FakeSlack::start().await;
-    let app = spawn_app_with(
-        backend,
-        AppOptions {
-            policy: policy(),
-            slack_api_base: Some(slack.base.clone()),
-            ..Default::default()
-        },
-    )
-    .await;
-    (app, slack)
+    crate::common::spawn_with_slack(backend, policy()).await
 }
 
 /// A window on `action`/`resource` for `requester`, asked by the `other` client (the
