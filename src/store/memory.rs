@@ -65,6 +65,20 @@ impl Inner {
         self.timers.insert((due_ms, member));
     }
 
+    /// The tally `key` of `ns` as it stands at `now` (a fresh one when absent or expired),
+    /// with its expiry.
+    fn live_tally(&mut self, ns: &str, key: &str, now: Instant) -> &mut (Instant, Tally) {
+        self.sweep(now);
+        let entry = self
+            .tallies
+            .entry((ns.to_owned(), key.to_owned()))
+            .or_insert((now, Tally::default()));
+        if entry.0 <= now {
+            entry.1 = Tally::default();
+        }
+        entry
+    }
+
     /// Drops expired keys now and then, so memory stays bounded without a sweeper task.
     fn sweep(&mut self, now: Instant) {
         self.inserts += 1;
@@ -145,14 +159,7 @@ impl Store for MemoryStore {
     async fn tally(&self, ns: &str, key: &str, ttl: Duration) -> StoreResult<Option<u64>> {
         let now = Instant::now();
         let mut inner = self.lock();
-        inner.sweep(now);
-        let entry = inner
-            .tallies
-            .entry((ns.to_owned(), key.to_owned()))
-            .or_insert((now, Tally::default()));
-        if entry.0 <= now {
-            entry.1 = Tally::default();
-        }
+        let entry = inner.live_tally(ns, key, now);
         if entry.1.seal.is_some() {
             return Ok(None);
         }
@@ -170,17 +177,10 @@ impl Store for MemoryStore {
     ) -> StoreResult<(bool, Tally)> {
         let now = Instant::now();
         let mut inner = self.lock();
-        inner.sweep(now);
-        let entry = inner
-            .tallies
-            .entry((ns.to_owned(), key.to_owned()))
-            .or_insert((now, Tally::default()));
-        if entry.0 <= now {
-            entry.1 = Tally::default();
-        }
+        let entry = inner.live_tally(ns, key, now);
         let first = entry.1.seal.is_none();
         if first {
-            *entry = (now + ttl, entry.1.clone());
+            entry.0 = now + ttl;
             entry.1.seal = Some(value.to_owned());
         }
         Ok((first, entry.1.clone()))
